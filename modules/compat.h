@@ -3,6 +3,10 @@
 #pragma once
 #include <torch/torch.h>
 #include <torch/version.h>
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <cstdint>
+#include <mutex>
 
 #define NURTURE_TORCH_AT_LEAST(major, minor) \
   (TORCH_VERSION_MAJOR > (major) || (TORCH_VERSION_MAJOR == (major) && TORCH_VERSION_MINOR >= (minor)))
@@ -27,6 +31,18 @@ inline torch::Tensor sdpa(const torch::Tensor& q, const torch::Tensor& k, const 
   (void)q, (void)k, (void)v, (void)mask, (void)dropout_p, (void)is_causal;
   TORCH_CHECK(false, "scaled_dot_product_attention needs LibTorch >= 2.0");
 #endif
+}
+
+// A fresh random generator for `device` seeded with `seed`, independent of the global one (so
+// sampling is reproducible whatever else draws numbers). CPU: a new CPU generator; CUDA: a clone of
+// the device's default generator, reseeded (needs no CUDA headers here).
+inline at::Generator make_generator(uint64_t seed, const torch::Device& device) {
+  at::Generator generator = device.is_cpu()
+                                ? at::detail::createCPUGenerator(seed)
+                                : at::globalContext().defaultGenerator(device).clone();
+  std::lock_guard<std::mutex> lock(generator.mutex());
+  generator.set_current_seed(seed);
+  return generator;
 }
 
 // Version string of the LibTorch in use, for logs and summary.json.
