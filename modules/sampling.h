@@ -16,7 +16,9 @@
 //  * N is the number of decoding steps the batch needed: max_new_tokens (clamped so P + N fits in
 //    block_size), or fewer when every row stopped earlier.
 //  * Host synchronisation: none per token except the "has every row stopped?" check, made every
-//    kStopCheckInterval steps, and one read at the end to trim the all-padding columns.
+//    kStopCheckInterval steps, and one read at the end to trim the all-padding columns. (Sampling
+//    uses torch::multinomial, which in LibTorch 2.x validates the probabilities asynchronously;
+//    older versions read that check back on every call.)
 #pragma once
 #include <torch/torch.h>
 
