@@ -3,8 +3,16 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <string>
+
+#include "tests/test_paths.h"
 
 namespace nurture::testing {
 
@@ -14,8 +22,9 @@ class Seeded : public ::testing::Test {
   void SetUp() override { torch::manual_seed(1234); }
 };
 
-inline std::filesystem::path source_dir() { return NURTURE_SOURCE_DIR; }
-inline std::filesystem::path binary_dir() { return NURTURE_BINARY_DIR; }
+inline std::filesystem::path source_dir() { return kSourceDir; }
+inline std::filesystem::path binary_dir() { return kBinaryDir; }
+inline std::filesystem::path nurture_binary() { return kBinaryDir + std::string("/nurture"); }
 
 // A fresh, empty directory under the build tree for one test's files.
 inline std::filesystem::path scratch_dir(const std::string& name) {
@@ -23,6 +32,49 @@ inline std::filesystem::path scratch_dir(const std::string& name) {
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   return dir;
+}
+
+// Writes `text` to `path` (creating its directory) and returns the path.
+inline std::filesystem::path write_file(const std::filesystem::path& path, const std::string& text) {
+  std::filesystem::create_directories(path.parent_path());
+  std::ofstream(path, std::ios::binary) << text;
+  return path;
+}
+
+inline std::string read_file(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+// Runs a shell command in the source tree, capturing its exit status, standard output and
+// standard error.
+struct CommandResult {
+  int exit_code = -1;
+  std::string out, err;
+};
+
+inline CommandResult run_shell(const std::string& command) {
+  const auto err_file = binary_dir() / "test_scratch" / ("stderr-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(err_file.parent_path());
+  const std::string cmd =
+      "cd '" + source_dir().string() + "' && " + command + " 2>'" + err_file.string() + "'";
+  CommandResult r;
+  FILE* pipe = ::popen(cmd.c_str(), "r");
+  if (!pipe) return r;
+  char buf[4096];
+  for (size_t n; (n = std::fread(buf, 1, sizeof buf, pipe)) > 0;) r.out.append(buf, n);
+  const int status = ::pclose(pipe);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  r.err = read_file(err_file);
+  std::filesystem::remove(err_file);
+  return r;
+}
+
+// Runs the `nurture` executable the way a user does: from the source tree.
+inline CommandResult run_nurture(const std::string& args) {
+  return run_shell("'" + nurture_binary().string() + "' " + args);
 }
 
 }  // namespace nurture::testing

@@ -10,7 +10,7 @@ foreach(p IN LISTS NURTURE_DEPS_PREFIX)
   list(APPEND CMAKE_PREFIX_PATH ${p} ${p}/lib/x86_64-linux-gnu/cmake ${p}/share/cmake)
   list(APPEND _nurture_hints ${p})
 endforeach()
-set(CMAKE_PREFIX_PATH ${CMAKE_PREFIX_PATH} PARENT_SCOPE)
+
 
 # ---- LibTorch (Debian's 1.13, or any 2.x through CMAKE_PREFIX_PATH / Torch_DIR) ----------------
 find_package(Torch REQUIRED)
@@ -57,12 +57,10 @@ find_library(NURTURE_SPM_LIB NAMES sentencepiece HINTS ${_nurture_hints}
              PATH_SUFFIXES lib lib/x86_64-linux-gnu REQUIRED)
 find_library(NURTURE_SPM_TRAIN_LIB NAMES sentencepiece_train HINTS ${_nurture_hints}
              PATH_SUFFIXES lib lib/x86_64-linux-gnu REQUIRED)
-add_library(nurture_spm_shim MODULE sentencepiece_shim/spm_shim.cpp)
+add_library(nurture_spm_shim MODULE ${CMAKE_CURRENT_LIST_DIR}/sentencepiece_shim/spm_shim.cpp)
 target_include_directories(nurture_spm_shim PRIVATE ${NURTURE_SPM_INCLUDE} ${CMAKE_SOURCE_DIR})
 target_link_libraries(nurture_spm_shim PRIVATE ${NURTURE_SPM_TRAIN_LIB} ${NURTURE_SPM_LIB})
 set_target_properties(nurture_spm_shim PROPERTIES PREFIX "lib" CXX_VISIBILITY_PRESET hidden)
-# Where the tokenizer looks for the shim when NURTURE_SPM_SHIM is not set: beside libnurture_modules.
-set(NURTURE_SPM_SHIM_NAME "libnurture_spm_shim.so" PARENT_SCOPE)
 
 # ---- GoogleTest ------------------------------------------------------------------------------------
 if(NURTURE_BUILD_TESTS)
