@@ -1,0 +1,113 @@
+// Log lines, the progress display and metrics.jsonl.
+#include "pipelines/log.h"
+
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <sstream>
+
+namespace nurture {
+
+bool is_main_process() {
+  // Set by the launcher / torchrun / Slurm; a single process is rank 0.
+  for (const char* var : {"RANK", "SLURM_PROCID", "OMPI_COMM_WORLD_RANK"}) {
+    if (const char* v = std::getenv(var)) return std::atoi(v) == 0;
+  }
+  return true;
+}
+
+void log_line(const std::string& component, const std::string& message) {
+  if (!is_main_process()) return;
+  std::cout << "[" << component << "] " << message << std::endl;
+}
+
+void warn_line(const std::string& component, const std::string& message) {
+  std::cerr << "[" << component << "] warning: " << message << std::endl;
+}
+
+std::string human_count(double v) {
+  char buf[32];
+  const double a = std::fabs(v);
+  if (a >= 1e9) std::snprintf(buf, sizeof buf, "%.2fG", v / 1e9);
+  else if (a >= 1e6) std::snprintf(buf, sizeof buf, "%.2fM", v / 1e6);
+  else if (a >= 1e3) std::snprintf(buf, sizeof buf, "%.1fk", v / 1e3);
+  else std::snprintf(buf, sizeof buf, "%.0f", v);
+  return buf;
+}
+
+std::string human_duration(double seconds) {
+  if (!std::isfinite(seconds) || seconds < 0) return "?";
+  const auto s = static_cast<int64_t>(std::llround(seconds));
+  std::ostringstream out;
+  if (s >= 3600) out << s / 3600 << "h" << (s % 3600) / 60 << "m";
+  else if (s >= 60) out << s / 60 << "m" << s % 60 << "s";
+  else out << s << "s";
+  return out.str();
+}
+
+// ---- Progress --------------------------------------------------------------------------------------
+
+Progress::Progress(std::string component, int64_t total, double plain_every_s)
+    : component_(std::move(component)),
+      total_(total),
+      plain_every_s_(plain_every_s),
+      tty_(isatty(STDOUT_FILENO) && is_main_process()),
+      start_(std::chrono::steady_clock::now()),
+      last_print_(start_) {}
+
+Progress::~Progress() { finish(); }
+
+std::string Progress::line(int64_t step, const Fields& fields, bool bar) const {
+  std::ostringstream out;
+  out << "[" << component_ << "] step " << step << "/" << total_;
+  if (bar) {
+    const int width = 20;
+    const int filled = total_ > 0 ? static_cast<int>(width * step / total_) : width;
+    out << " [" << std::string(filled, '#') << std::string(width - filled, '.') << "]";
+  }
+  for (const auto& [k, v] : fields) out << " " << k << " " << v;
+  const double elapsed =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  const int64_t done = step - start_step_;
+  if (done > 0 && step < total_) out << " eta " << human_duration(elapsed / done * (total_ - step));
+  return out.str();
+}
+
+void Progress::update(int64_t step, const Fields& fields) {
+  if (!is_main_process()) return;
+  if (start_step_ < 0) start_step_ = step > 0 ? step - 1 : 0;
+  const auto now = std::chrono::steady_clock::now();
+  const double since = std::chrono::duration<double>(now - last_print_).count();
+  const bool last = step >= total_;
+  if (tty_) {
+    if (since < 0.2 && !last) return;
+    std::cout << "\r\033[K" << line(step, fields, true) << std::flush;
+    open_line_ = true;
+  } else {
+    if (since < plain_every_s_ && !last) return;
+    std::cout << line(step, fields, false) << std::endl;
+  }
+  last_print_ = now;
+}
+
+void Progress::finish() {
+  if (open_line_) std::cout << std::endl;
+  open_line_ = false;
+}
+
+// ---- MetricsLog -------------------------------------------------------------------------------------
+
+MetricsLog::MetricsLog(const std::filesystem::path& file) {
+  if (is_main_process()) out_.open(file, std::ios::app);
+}
+
+void MetricsLog::write(const nlohmann::json& record) {
+  if (!out_.is_open()) return;
+  out_ << record.dump() << "\n";
+  out_.flush();
+}
+
+}  // namespace nurture

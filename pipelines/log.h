@@ -1,0 +1,61 @@
+// Logging shared by the runner and the pipelines: `[component] message` lines on the main
+// process, a progress display (a redrawn bar on a terminal, periodic plain lines otherwise),
+// and per-stage metrics.jsonl.
+#pragma once
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace nurture {
+
+// True on the process that prints and writes (rank 0; every process when not distributed).
+bool is_main_process();
+
+// `[component] message` on stdout (main process only), flushed.
+void log_line(const std::string& component, const std::string& message);
+// The same on stderr, on every process (warnings and errors).
+void warn_line(const std::string& component, const std::string& message);
+
+// 12345 -> "12.3k"; for throughput and counts in log lines.
+std::string human_count(double v);
+// 190 s -> "3m10s".
+std::string human_duration(double seconds);
+
+// Progress of a loop with a known number of steps. On a terminal, one line redrawn in place
+// (at most a few times a second); otherwise a plain line every `plain_every_s` seconds and at
+// the last step. `fields` are already formatted ("loss", "1.734").
+class Progress {
+ public:
+  using Fields = std::vector<std::pair<std::string, std::string>>;
+  Progress(std::string component, int64_t total, double plain_every_s = 10.0);
+  ~Progress();
+  void update(int64_t step, const Fields& fields);
+  void finish();  // ends the bar's line on a terminal
+
+ private:
+  std::string line(int64_t step, const Fields& fields, bool bar) const;
+  std::string component_;
+  int64_t total_;
+  double plain_every_s_;
+  bool tty_;
+  bool open_line_ = false;
+  std::chrono::steady_clock::time_point start_, last_print_;
+  int64_t start_step_ = -1;
+};
+
+// Appends one JSON object per line to <dir>/metrics.jsonl (main process only).
+class MetricsLog {
+ public:
+  explicit MetricsLog(const std::filesystem::path& file);
+  void write(const nlohmann::json& record);
+
+ private:
+  std::ofstream out_;
+};
+
+}  // namespace nurture

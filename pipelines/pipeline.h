@@ -1,0 +1,52 @@
+// What every lifecycle stage is: a Pipeline that runs one stage of a recipe into its own
+// directory and returns its final metrics. A pipeline is registered with a Schema of its
+// settings, so recipes are validated before any stage runs.
+#pragma once
+#include <torch/types.h>
+
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "pipelines/schema.h"
+
+namespace nurture {
+
+// Run-wide settings, resolved once by the runner.
+struct RunSettings {
+  torch::Device device = torch::kCPU;
+  int64_t seed = 0;
+  int threads = 1;
+  std::string precision = "fp32";
+  std::filesystem::path output_dir;
+};
+
+struct StageContext {
+  std::string name;                 // the stage's name in the recipe
+  std::string pipeline;             // its pipeline
+  std::filesystem::path dir;        // <output_dir>/<name>: everything the stage writes
+  Settings settings;                // its validated settings, defaults filled in
+  RunSettings run;
+  std::map<std::string, std::filesystem::path> stage_dirs;  // earlier stages' directories
+
+  // The directory a stage reference names: an earlier stage's output, or a directory path.
+  std::filesystem::path resolve_ref(const std::string& key) const;
+};
+
+class Pipeline {
+ public:
+  virtual ~Pipeline() = default;
+  // Runs the stage to completion, writing into ctx.dir; returns the metrics for summary.json.
+  virtual nlohmann::json run(const StageContext& ctx) = 0;
+};
+
+struct PipelineEntry {
+  std::string help;                                      // one line for `nurture run --help`
+  std::function<std::shared_ptr<const Schema>()> schema;  // its settings
+  std::function<std::unique_ptr<Pipeline>()> create;
+};
+
+}  // namespace nurture

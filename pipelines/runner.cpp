@@ -1,0 +1,432 @@
+// The recipe runner: validation of the whole recipe first, then the stages in order.
+#include "pipelines/runner.h"
+
+#include <torch/torch.h>
+
+#include <chrono>
+#include <fstream>
+#include <iomanip>
+#include <iostream>
+#include <optional>
+#include <sstream>
+#include <thread>
+
+#include "modules/compat.h"
+#include "pipelines/log.h"
+#include "pipelines/plugin.h"
+#include "pipelines/registry.h"
+
+namespace nurture {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+// ---- the recipe's run-wide section -----------------------------------------------------------------
+
+std::shared_ptr<const Schema> run_schema() {
+  auto s = std::make_shared<Schema>();
+  s->add_string("description", "", "what this recipe is for (free text)");
+  s->add_enum("device", "cpu", {"cpu", "cuda", "auto"}, "where tensors live; auto = cuda if available");
+  s->add_int("seed", 0, "seed for every random number generator").at_least(0);
+  s->add_int("threads", 1, "intra-op CPU threads; auto = all cores").or_auto().at_least(1)
+      .default_value = "auto";
+  s->add_enum("precision", "fp32", {"fp32", "bf16", "fp16"},
+              "compute precision (bf16/fp16 autocast on CUDA; master weights stay fp32)");
+  s->add_string("output_dir", "", "where stages write their outputs; default runs/<recipe name>");
+  s->add_string_list("plugins", "shared libraries that register extra components");
+  s->add_any("stages", "the ordered stages: name -> {pipeline: NAME, ...settings}").must_be_required();
+  return s;
+}
+
+static std::string default_output_dir(const fs::path& recipe) {
+  return (fs::path("runs") / recipe.stem()).string();
+}
+
+// ---- ${stage} references inside values ---------------------------------------------------------------
+
+// Calls `fn(name, node, key_path)` for every `${name}` in the scalars under `node`.
+template <class Fn>
+static void for_each_stage_placeholder(const ConfigNode& node, const std::string& path, Fn&& fn) {
+  if (node.is_scalar()) {
+    const std::string& t = node.text();
+    for (size_t at = t.find("${"); at != std::string::npos; at = t.find("${", at + 2)) {
+      const size_t end = t.find('}', at);
+      if (end == std::string::npos) break;
+      fn(t.substr(at + 2, end - at - 2), node, path);
+    }
+  }
+  for (const auto& e : node.entries()) for_each_stage_placeholder(e.value, path + "." + e.key, fn);
+  for (const auto& item : node.items()) for_each_stage_placeholder(item, path, fn);
+}
+
+// Replaces each `${name}` with that stage's output directory.
+static void substitute_stage_dirs(ConfigNode& node, const std::map<std::string, fs::path>& dirs) {
+  if (node.is_scalar()) {
+    std::string t = node.text();
+    for (const auto& [name, dir] : dirs) {
+      const std::string token = "${" + name + "}";
+      for (size_t at = t.find(token); at != std::string::npos; at = t.find(token, at))
+        t.replace(at, token.size(), dir.string());
+    }
+    node = ConfigNode::scalar(t, node.where(), node.quoted());
+  }
+  for (auto& e : node.entries()) substitute_stage_dirs(e.value, dirs);
+  for (auto& item : node.items()) substitute_stage_dirs(item, dirs);
+}
+
+// ---- loading and validation -------------------------------------------------------------------------
+
+static void load_plugins(const ConfigNode& root) {
+  const ConfigNode* plugins = root.find("plugins");
+  if (!plugins || plugins->is_null()) return;
+  std::vector<const ConfigNode*> items;
+  if (plugins->is_scalar()) items.push_back(plugins);
+  else if (plugins->is_sequence())
+    for (const auto& item : plugins->items()) items.push_back(&item);
+  else
+    throw ConfigError({plugins->where().str() + ": plugins: expected a list of shared library paths"});
+  for (const ConfigNode* item : items) {
+    if (!item->is_scalar())
+      throw ConfigError({item->where().str() + ": plugins: expected a path, got " + item->kind_name()});
+    load_plugin(item->text(), item->where().str());
+  }
+}
+
+static torch::Device resolve_device(const std::string& name, const ConfigNode* where,
+                                    std::vector<std::string>& errors) {
+  if (name != "cuda" && name != "auto") return torch::kCPU;  // cpu, or a value already reported
+  const bool cuda = torch::cuda::is_available();
+  if (name == "auto") return cuda ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
+  if (!cuda) {
+    errors.push_back((where ? where->where().str() : std::string("<recipe>")) +
+                     ": device: cuda requested, but this LibTorch (" + compat::torch_version() +
+                     ") sees no CUDA device; use device: cpu or auto");
+  }
+  return torch::Device(torch::kCUDA);
+}
+
+// One stage's settings against its pipeline's schema, and its ${stage} placeholders against the
+// stages before it. Returns the resolved stage, or nothing when it had errors (added to ctx).
+static std::optional<StagePlan> validate_stage(const ConfigNode::Entry& e, ValidationContext& ctx) {
+  Registries& reg = registries();
+  const std::string path = "stages." + e.key;
+  if (!e.value.is_map()) {
+    ctx.errors.push_back(e.value.where().str() + ": " + path +
+                         ": expected the stage's settings (a mapping with `pipeline:`), got " +
+                         e.value.kind_name());
+    return std::nullopt;
+  }
+  const ConfigNode* pipeline = e.value.find("pipeline");
+  if (!pipeline || !pipeline->is_scalar()) {
+    ctx.errors.push_back(e.key_where.str() + ": " + path + ": missing required key 'pipeline' (one of " +
+                         join_names(reg.pipelines.names()) + ")");
+    return std::nullopt;
+  }
+  if (!reg.pipelines.contains(pipeline->text())) {
+    ctx.errors.push_back(pipeline->where().str() + ": " + path + ".pipeline: " +
+                         reg.pipelines.unknown(pipeline->text()));
+    return std::nullopt;
+  }
+  ConfigNode settings = e.value;
+  settings.erase("pipeline");
+  auto schema = reg.pipelines.get(pipeline->text()).schema();
+  const size_t before = ctx.errors.size();
+  schema->validate(settings, path, ctx);
+  for_each_stage_placeholder(settings, path, [&](const std::string& name, const ConfigNode& n,
+                                                 const std::string& key) {
+    for (const auto& earlier : ctx.earlier_stages)
+      if (earlier.first == name) return;
+    std::vector<std::string> names;
+    for (const auto& earlier : ctx.earlier_stages) names.push_back(earlier.first);
+    std::string hint = closest_name(name, names);
+    ctx.errors.push_back(n.where().str() + ": " + key + ": ${" + name +
+                         "} names no earlier stage (earlier: " + join_names(names) + ")" +
+                         (hint.empty() ? "" : "; " + hint));
+  });
+  if (ctx.errors.size() != before) return std::nullopt;
+  return StagePlan{e.key, pipeline->text(), schema->resolve(settings), true};
+}
+
+Recipe load_recipe(const fs::path& file, const RunOptions& options) {
+  ConfigNode root = load_recipe_file(file);
+  for (const auto& assignment : options.overrides) apply_override(root, assignment);
+  if (!options.output.empty()) {
+    SourceLocation where;
+    where.file = "--output";
+    where.override = "--output " + options.output;
+    root.set("output_dir", ConfigNode::scalar(options.output, where), where);
+  }
+  load_plugins(root);
+
+  ValidationContext ctx;
+  auto run = run_schema();
+  run->validate(root, "", ctx);
+
+  Recipe recipe;
+  recipe.source = file.string();
+  std::vector<std::string> stage_names;
+  const ConfigNode* stages = root.find("stages");
+  if (stages && !stages->is_map() && !stages->is_null()) {
+    ctx.errors.push_back(stages->where().str() +
+                         ": stages: expected a mapping of stage name -> settings, got " +
+                         stages->kind_name());
+  } else if (stages && stages->entries().empty()) {
+    ctx.errors.push_back(stages->where().str() + ": stages: a recipe needs at least one stage");
+  } else if (stages) {
+    for (const auto& e : stages->entries()) {
+      stage_names.push_back(e.key);
+      if (auto stage = validate_stage(e, ctx)) recipe.stages.push_back(std::move(*stage));
+      // Later stages may refer to this one even when its own settings are wrong; an empty
+      // pipeline (unknown or missing) skips the check of which pipeline it runs.
+      const ConfigNode* pipeline = e.value.is_map() ? e.value.find("pipeline") : nullptr;
+      const bool known = pipeline && pipeline->is_scalar() &&
+                         registries().pipelines.contains(pipeline->text());
+      ctx.earlier_stages.emplace_back(e.key, known ? pipeline->text() : std::string());
+    }
+  }
+
+  // Command-line stage selection must name real stages.
+  for (const auto& [flag, value] : {std::pair<std::string, std::string>{"--only", options.only},
+                                    {"--from", options.from}}) {
+    if (value.empty() || std::find(stage_names.begin(), stage_names.end(), value) != stage_names.end())
+      continue;
+    std::string hint = closest_name(value, stage_names);
+    ctx.errors.push_back(flag + " " + value + ": no such stage (stages: " + join_names(stage_names) +
+                         ")" + (hint.empty() ? "" : "; " + hint));
+  }
+
+  ConfigNode resolved = run->resolve(root);
+  const ConfigNode* device = resolved.find("device");
+  recipe.run.device = resolve_device(device->text(), root.find("device"), ctx.errors);
+  if (!ctx.errors.empty()) throw ConfigError(ctx.errors);
+
+  // Defaults that depend on the recipe itself.
+  if (resolved.find("output_dir")->text().empty()) {
+    SourceLocation where;
+    where.file = "default";
+    resolved.set("output_dir", ConfigNode::scalar(default_output_dir(file), where));
+  }
+  recipe.threads_setting = resolved.find("threads")->text();
+
+  Settings top(resolved, "");
+  recipe.run.seed = top.get_int("seed");
+  recipe.run.precision = top.get_string("precision");
+  recipe.run.output_dir = top.get_string("output_dir");
+  recipe.run.threads = recipe.threads_setting == "auto"
+                           ? static_cast<int>(std::max(1u, std::thread::hardware_concurrency()))
+                           : static_cast<int>(top.get_int("threads"));
+
+  // Stage selection.
+  bool selecting = options.from.empty();
+  for (auto& stage : recipe.stages) {
+    if (stage.name == options.from) selecting = true;
+    stage.selected = options.only.empty() ? selecting : stage.name == options.only;
+  }
+
+  // The resolved tree: run-wide keys, then each stage with `pipeline` first.
+  ConfigNode stages_node = ConfigNode::map(stages ? stages->where() : SourceLocation{});
+  for (const auto& stage : recipe.stages) {
+    ConfigNode s = ConfigNode::map(stage.settings.where());
+    s.set("pipeline", ConfigNode::scalar(stage.pipeline, stage.settings.where()));
+    for (const auto& e : stage.settings.entries()) s.set(e.key, e.value, e.key_where);
+    stages_node.set(stage.name, s);
+  }
+  resolved.set("stages", stages_node);
+  recipe.resolved = resolved;
+  return recipe;
+}
+
+// ---- files -------------------------------------------------------------------------------------------
+
+void write_file_atomic(const fs::path& path, const std::string& content) {
+  const fs::path tmp = path.string() + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    if (!out) throw std::runtime_error(tmp.string() + ": cannot write (is the directory writable?)");
+    out << content;
+    out.flush();
+    if (!out) throw std::runtime_error(tmp.string() + ": write failed (disk full?)");
+  }
+  fs::rename(tmp, path);
+}
+
+static json read_json_or_null(const fs::path& path) {
+  std::ifstream in(path);
+  if (!in) return nullptr;
+  try {
+    return json::parse(in);
+  } catch (const json::exception&) {
+    return nullptr;
+  }
+}
+
+// ---- running ------------------------------------------------------------------------------------------
+
+namespace {
+
+struct StageResult {
+  std::string name, pipeline, status;  // done | failed | skipped | not run
+  double seconds = 0;
+  json metrics = json::object();
+  std::string error;
+};
+
+json to_json(const StageResult& r) {
+  json j = {{"name", r.name}, {"pipeline", r.pipeline}, {"status", r.status},
+            {"seconds", r.seconds}, {"metrics", r.metrics}};
+  if (!r.error.empty()) j["error"] = r.error;
+  return j;
+}
+
+std::string format_metric(const json& v) {
+  if (v.is_number_float()) {
+    std::ostringstream s;
+    s << std::setprecision(4) << v.get<double>();
+    return s.str();
+  }
+  return v.dump();
+}
+
+void print_table(const std::vector<StageResult>& results) {
+  std::ostringstream out;
+  out << std::left << std::setw(16) << "stage" << std::setw(14) << "pipeline" << std::setw(10)
+      << "status" << std::right << std::setw(9) << "seconds" << "  metrics\n";
+  for (const auto& r : results) {
+    out << std::left << std::setw(16) << r.name << std::setw(14) << r.pipeline << std::setw(10)
+        << r.status << std::right << std::setw(9) << std::fixed << std::setprecision(1) << r.seconds
+        << "  ";
+    out.unsetf(std::ios::fixed);
+    int shown = 0;
+    for (const auto& [k, v] : r.metrics.items()) {
+      if (v.is_object() || v.is_array()) continue;
+      if (shown++ == 6) {
+        out << " ...";
+        break;
+      }
+      out << (shown > 1 ? ", " : "") << k << " " << format_metric(v);
+    }
+    out << "\n";
+  }
+  if (is_main_process()) std::cout << out.str() << std::flush;
+}
+
+}  // namespace
+
+int run_recipe(const Recipe& recipe, const RunOptions& options) {
+  const fs::path out_dir = recipe.run.output_dir;
+  torch::set_num_threads(recipe.run.threads);
+  torch::manual_seed(static_cast<uint64_t>(recipe.run.seed));
+  log_line("run", "recipe " + recipe.source + " -> " + out_dir.string());
+  log_line("run", "LibTorch " + compat::torch_version() + ", device " + recipe.run.device.str() +
+                      ", threads " + std::to_string(torch::get_num_threads()) + " (intra-op, " +
+                      recipe.threads_setting + "), precision " + recipe.run.precision +
+                      ", seed " + std::to_string(recipe.run.seed));
+
+  fs::create_directories(out_dir);
+  write_file_atomic(out_dir / "recipe.yaml", "# resolved from " + recipe.source + "\n" +
+                                                 to_yaml(recipe.resolved));
+
+  std::vector<StageResult> results;
+  std::map<std::string, fs::path> stage_dirs;
+  int exit_code = 0;
+  for (const auto& stage : recipe.stages) {
+    StageResult result{stage.name, stage.pipeline, "not run"};
+    const fs::path dir = out_dir / stage.name;
+    const json previous = read_json_or_null(dir / "stage.json");
+    const bool done_before = previous.is_object() && previous.value("status", "") == "done";
+
+    if (exit_code != 0 || !stage.selected || (done_before && !options.force)) {
+      if (done_before) {
+        result.status = exit_code != 0 || !stage.selected ? "done" : "skipped";
+        result.seconds = previous.value("seconds", 0.0);
+        result.metrics = previous.value("metrics", json::object());
+        stage_dirs[stage.name] = dir;
+        if (result.status == "skipped")
+          log_line("run", "stage " + stage.name + " is already done in " + dir.string() +
+                              " (use --force to run it again)");
+      }
+      results.push_back(result);
+      continue;
+    }
+
+    // Every stage this one refers to must have an output to read.
+    ConfigNode resolved = stage.settings;
+    substitute_stage_dirs(resolved, stage_dirs);
+    Settings settings(resolved, "stages." + stage.name);
+    auto schema = registries().pipelines.get(stage.pipeline).schema();
+    std::string missing;
+    for_each_stage_placeholder(resolved, settings.path(), [&](const std::string& ref,
+                                                              const ConfigNode& n,
+                                                              const std::string& key) {
+      missing = n.where().str() + ": " + key + ": stage '" + ref + "' has not completed in " +
+                out_dir.string() + " (run it first, or run without --only/--from)";
+    });
+    for (const auto& field : schema->fields()) {
+      if (field.type != FieldType::StageRef || !settings.has(field.key)) continue;
+      const std::string ref = settings.get_string(field.key);
+      const bool is_stage = std::any_of(recipe.stages.begin(), recipe.stages.end(),
+                                        [&](const StagePlan& s) { return s.name == ref; });
+      if (is_stage && !stage_dirs.count(ref))
+        missing = settings.where(field.key) + ": stage '" + ref + "' has not completed in " +
+                  out_dir.string() + " (run it first, or run without --only/--from)";
+    }
+    if (!missing.empty()) {
+      result.status = "failed";
+      result.error = missing;
+      std::cerr << "[run] error: " << missing << std::endl;
+      results.push_back(result);
+      exit_code = 1;
+      continue;
+    }
+
+    if (options.force && fs::exists(dir)) fs::remove_all(dir);
+    fs::create_directories(dir);
+    log_line(stage.name, "stage " + stage.name + " (pipeline " + stage.pipeline + ")");
+    write_file_atomic(dir / "stage.json", json{{"status", "running"}}.dump(2) + "\n");
+
+    StageContext ctx{stage.name, stage.pipeline, dir, settings, recipe.run, stage_dirs};
+    const auto start = std::chrono::steady_clock::now();
+    try {
+      auto pipeline = registries().pipelines.get(stage.pipeline).create();
+      result.metrics = pipeline->run(ctx);
+      result.status = "done";
+    } catch (const std::exception& e) {
+      result.status = "failed";
+      result.error = e.what();
+    }
+    result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (is_main_process())
+      write_file_atomic(dir / "stage.json", to_json(result).dump(2) + "\n");
+    if (result.status == "done") {
+      stage_dirs[stage.name] = dir;
+      log_line(stage.name, "done in " + human_duration(result.seconds));
+    } else {
+      std::cerr << "[" << stage.name << "] error: " << result.error << std::endl;
+      std::cerr << "[run] stage " << stage.name << " failed; outputs of earlier stages in "
+                << out_dir.string() << " are intact" << std::endl;
+      exit_code = 1;
+    }
+    results.push_back(result);
+  }
+
+  json summary = {{"recipe", recipe.source},
+                  {"output_dir", out_dir.string()},
+                  {"torch_version", compat::torch_version()},
+                  {"device", recipe.run.device.str()},
+                  {"threads", torch::get_num_threads()},
+                  {"status", exit_code == 0 ? "done" : "failed"},
+                  {"stages", json::array()}};
+  for (const auto& r : results) summary["stages"].push_back(to_json(r));
+  // A pipeline may contribute run-level sections (e.g. the eval stage's comparison table).
+  for (const auto& r : results)
+    if (r.metrics.contains("summary") && r.metrics["summary"].is_object())
+      for (const auto& [k, v] : r.metrics["summary"].items()) summary[k] = v;
+  if (is_main_process()) {
+    write_file_atomic(out_dir / "summary.json", summary.dump(2) + "\n");
+    print_table(results);
+    log_line("run", "summary written to " + (out_dir / "summary.json").string());
+  }
+  return exit_code;
+}
+
+}  // namespace nurture

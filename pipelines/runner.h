@@ -1,0 +1,56 @@
+// The recipe runner behind `nurture run`: loads and validates a recipe (base inheritance,
+// overrides, plugins), then runs its stages in order, each into <output_dir>/<stage>/, skipping
+// stages already done, and writes <output_dir>/summary.json.
+#pragma once
+#include <filesystem>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "pipelines/config.h"
+#include "pipelines/pipeline.h"
+#include "pipelines/schema.h"
+
+namespace nurture {
+
+struct RunOptions {
+  std::vector<std::string> overrides;  // --set KEY.PATH=VALUE, applied in order
+  std::string only;                    // --only STAGE
+  std::string from;                    // --from STAGE
+  bool force = false;                  // --force: re-run stages already done
+  std::string output;                  // --output DIR: replaces output_dir
+};
+
+struct StagePlan {
+  std::string name;
+  std::string pipeline;
+  ConfigNode settings;  // resolved (defaults filled), without the `pipeline` key
+  bool selected = true; // false when --only/--from leave it out
+};
+
+// A recipe that passed validation, with every default filled in.
+struct Recipe {
+  std::string source;    // the recipe file
+  ConfigNode resolved;   // the whole resolved tree (what --dry-run prints)
+  RunSettings run;       // device, seed, threads, precision, output_dir
+  std::string threads_setting;  // "auto" or a number, as written
+  std::vector<StagePlan> stages;
+};
+
+// The run-wide keys of a recipe (device, seed, threads, ...), for validation and the reference.
+std::shared_ptr<const Schema> run_schema();
+
+// Loads, merges, overrides, loads plugins and validates. Throws ConfigError listing every
+// problem (each `file:line:col: key.path: what`), before any directory is created.
+Recipe load_recipe(const std::filesystem::path& file, const RunOptions& options);
+
+// Runs the selected stages. Returns 0 when all succeeded, 1 when a stage failed (the message is
+// printed and recorded; earlier stages' outputs stay as they are).
+int run_recipe(const Recipe& recipe, const RunOptions& options);
+
+// Writes `content` to `path` through a temporary file in the same directory and a rename, so
+// a reader never sees half a file.
+void write_file_atomic(const std::filesystem::path& path, const std::string& content);
+
+}  // namespace nurture

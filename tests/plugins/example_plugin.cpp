@@ -1,0 +1,42 @@
+// An example plugin, built as its own shared library and loaded by a recipe's `plugins:` list:
+// it adds a pipeline (`line_count`) and a reward function (`shorter_is_better`) without touching
+// the framework. Copy this file to start a plugin of your own.
+#include <fstream>
+#include <string>
+
+#include "pipelines/plugin.h"
+
+namespace {
+
+// Counts the lines of a text file and the lines containing a word.
+class LineCountPipeline : public nurture::Pipeline {
+ public:
+  nlohmann::json run(const nurture::StageContext& ctx) override {
+    const std::string path = ctx.settings.get_string("file");
+    const std::string word = ctx.settings.get_string("word");
+    std::ifstream in(path);
+    if (!in) throw std::runtime_error(ctx.settings.where("file") + ": cannot read '" + path + "'");
+    int64_t lines = 0, matching = 0;
+    for (std::string line; std::getline(in, line); ++lines) matching += line.find(word) != std::string::npos;
+    std::ofstream(ctx.dir / "count.txt") << lines << "\n";
+    return {{"lines", lines}, {"matching", matching}};
+  }
+};
+
+}  // namespace
+
+NURTURE_PLUGIN(registries) {
+  registries.pipelines.add(
+      "line_count",
+      {"count a text file's lines (example plugin)",
+       [] {
+         auto s = std::make_shared<nurture::Schema>();
+         s->add_string("file", "", "the text file to count").must_be_required();
+         s->add_string("word", "the", "also count lines containing this word");
+         return std::shared_ptr<const nurture::Schema>(s);
+       },
+       [] { return std::make_unique<LineCountPipeline>(); }});
+  registries.rewards.add("shorter_is_better", [](const nurture::RewardInput& in) {
+    return -static_cast<double>(in.response.size());
+  });
+}
