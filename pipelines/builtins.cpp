@@ -5,6 +5,7 @@
 #include "modules/chat_template.h"
 #include "modules/transformer.h"
 #include "pipelines/builtin_pipelines.h"
+#include "pipelines/data.h"
 #include "pipelines/registry.h"
 
 namespace nurture {
@@ -29,6 +30,11 @@ std::string normalize_answer(const std::string& s) {
 void register_builtins(Registries& r) {
   r.pipelines.add("demo_data", demo_data_pipeline_entry());
   r.pipelines.add("tokenizer", tokenizer_pipeline_entry());
+  r.pipelines.add("pretrain", pretrain_pipeline_entry());
+  r.pipelines.add("sft", sft_pipeline_entry());
+  r.pipelines.add("reward_model", reward_model_pipeline_entry());
+  r.pipelines.add("dpo", dpo_pipeline_entry());
+  r.pipelines.add("ppo", ppo_pipeline_entry());
 
   for (const auto& name : preset_names()) r.model_presets.add(name, [name] { return preset(name); });
 
@@ -38,6 +44,10 @@ void register_builtins(Registries& r) {
   });
 
   r.chat_templates.add("chatml", [] { return std::make_shared<const ChatMLTemplate>(); });
+
+  r.datasets.add("chat", {"{messages: [{role, content}, ...]} or {prompt, response[, system]}",
+                          chat_record_to_messages});
+  r.datasets.add("alpaca", {"{instruction, input, output} (Stanford Alpaca)", alpaca_record_to_messages});
 }
 
 }  // namespace nurture

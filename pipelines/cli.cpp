@@ -33,7 +33,8 @@ void print_usage(std::ostream& out) {
   out << "usage: nurture <command> [options]   (nurture <command> --help for its options)\n\n"
          "commands:\n";
   for (const auto& c : commands()) out << "  " << std::left << std::setw(11) << c.name << c.summary << "\n";
-  out << "\nexit status: 0 success, 1 a stage or command failed, 2 bad command line, recipe or input\n";
+  out << "\nexit status: 0 success, 1 a stage or command failed, 2 bad command line, recipe or input,\n"
+         "             3 stopped by SIGTERM/SIGINT after a checkpoint (run the same command to resume)\n";
 }
 
 }  // namespace

@@ -16,6 +16,7 @@ struct UsageError : std::runtime_error {
 inline constexpr int kExitOk = 0;
 inline constexpr int kExitFailure = 1;   // a run or stage failed
 inline constexpr int kExitUsage = 2;     // bad command line, recipe or input file
+// 3: a run stopped by SIGTERM/SIGINT after checkpointing (kExitInterrupted in runner.h)
 
 int main(int argc, char** argv);
 

@@ -11,6 +11,7 @@
 
 #include "modules/chat_template.h"
 #include "modules/transformer.h"
+#include "pipelines/data.h"
 #include "pipelines/pipeline.h"
 
 namespace nurture {
@@ -61,6 +62,7 @@ struct Registries {
   Registry<PresetFactory> model_presets{"model preset"};
   Registry<RewardFunction> rewards{"reward function"};
   Registry<ChatTemplateFactory> chat_templates{"chat template"};
+  Registry<DatasetEntry> datasets{"dataset format"};
 };
 
 // The process-wide registries, with the built-ins registered on first use.

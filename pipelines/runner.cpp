@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include <chrono>
+#include <csignal>
 #include <fstream>
 #include <iomanip>
 #include <iostream>
@@ -15,6 +16,7 @@
 #include "pipelines/log.h"
 #include "pipelines/plugin.h"
 #include "pipelines/registry.h"
+#include "pipelines/trainer.h"
 
 namespace nurture {
 
@@ -312,8 +314,18 @@ void print_table(const std::vector<StageResult>& results) {
 
 }  // namespace
 
+// SIGTERM (a scheduler preempting the job) or Ctrl-C: the running stage checkpoints and stops.
+// A second Ctrl-C kills the process as usual.
+extern "C" void on_stop_signal(int signal) {
+  request_stop();
+  std::signal(signal, SIG_DFL);
+}
+
 int run_recipe(const Recipe& recipe, const RunOptions& options) {
   const fs::path out_dir = recipe.run.output_dir;
+  clear_stop_request();
+  std::signal(SIGTERM, on_stop_signal);
+  std::signal(SIGINT, on_stop_signal);
   torch::set_num_threads(recipe.run.threads);
   torch::manual_seed(static_cast<uint64_t>(recipe.run.seed));
   log_line("run", "recipe " + recipe.source + " -> " + out_dir.string());
@@ -390,6 +402,9 @@ int run_recipe(const Recipe& recipe, const RunOptions& options) {
       auto pipeline = registries().pipelines.get(stage.pipeline).create();
       result.metrics = pipeline->run(ctx);
       result.status = "done";
+    } catch (const StageInterrupted& e) {
+      result.status = "interrupted";
+      result.error = e.what();
     } catch (const std::exception& e) {
       result.status = "failed";
       result.error = e.what();
@@ -400,6 +415,9 @@ int run_recipe(const Recipe& recipe, const RunOptions& options) {
     if (result.status == "done") {
       stage_dirs[stage.name] = dir;
       log_line(stage.name, "done in " + human_duration(result.seconds));
+    } else if (result.status == "interrupted") {
+      std::cerr << "[" << stage.name << "] interrupted: " << result.error << std::endl;
+      exit_code = kExitInterrupted;
     } else {
       std::cerr << "[" << stage.name << "] error: " << result.error << std::endl;
       std::cerr << "[run] stage " << stage.name << " failed; outputs of earlier stages in "
@@ -414,7 +432,7 @@ int run_recipe(const Recipe& recipe, const RunOptions& options) {
                   {"torch_version", compat::torch_version()},
                   {"device", recipe.run.device.str()},
                   {"threads", torch::get_num_threads()},
-                  {"status", exit_code == 0 ? "done" : "failed"},
+                  {"status", exit_code == 0 ? "done" : exit_code == kExitInterrupted ? "interrupted" : "failed"},
                   {"stages", json::array()}};
   for (const auto& r : results) summary["stages"].push_back(to_json(r));
   // A pipeline may contribute run-level sections (e.g. the eval stage's comparison table).

@@ -45,8 +45,12 @@ std::shared_ptr<const Schema> run_schema();
 // problem (each `file:line:col: key.path: what`), before any directory is created.
 Recipe load_recipe(const std::filesystem::path& file, const RunOptions& options);
 
+// The exit status of a run stopped by SIGTERM/SIGINT after checkpointing (rerun to resume).
+inline constexpr int kExitInterrupted = 3;
+
 // Runs the selected stages. Returns 0 when all succeeded, 1 when a stage failed (the message is
-// printed and recorded; earlier stages' outputs stay as they are).
+// printed and recorded; earlier stages' outputs stay as they are), kExitInterrupted when a
+// signal stopped it.
 int run_recipe(const Recipe& recipe, const RunOptions& options);
 
 // Writes `content` to `path` through a temporary file in the same directory and a rename, so

@@ -242,12 +242,12 @@ static void validate_value(const Field& f, const ConfigNode& n, const std::strin
                join(f.choices, " or "));
         return;
       }
-      if (f.allow_path && std::filesystem::is_directory(name)) return;
+      if (f.allow_path && std::filesystem::exists(name)) return;
       std::vector<std::string> names;
       for (const auto& s : ctx.earlier_stages) names.push_back(s.first);
       std::string hint = did_you_mean(name, names);
       fail("'" + name + "' names no earlier stage" +
-           (f.allow_path ? " and no existing model directory" : "") +
+           (f.allow_path ? " and no existing path" : "") +
            (names.empty() ? " (there are none before this one)" : " (earlier: " + join(names) + ")") +
            (hint.empty() ? "" : "; " + hint));
       return;

@@ -1,0 +1,24 @@
+// Turning tokenized examples into padded tensors, shared by the stages that train on
+// conversations (sft, reward_model, dpo) and the ones that score them (eval).
+#pragma once
+#include <torch/types.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "pipelines/data.h"
+
+namespace nurture {
+
+struct PaddedBatch {
+  torch::Tensor ids;             // [B, T] int64: pad_id after each example's end
+  torch::Tensor attention_mask;  // [B, T] int64: 1 on real tokens
+  torch::Tensor loss_mask;       // [B, T] int64: the examples' loss masks, 0 on padding
+  int64_t tokens = 0;            // real tokens in the batch
+};
+
+// Right-pads to the longest example and moves the tensors to `device`.
+PaddedBatch right_pad(const std::vector<const TokenizedExample*>& examples, int64_t pad_id,
+                      const torch::Device& device);
+
+}  // namespace nurture

@@ -1,0 +1,359 @@
+// Readers for the data users bring, and the pre-training token shards.
+#include "pipelines/data.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <fstream>
+#include <numeric>
+#include <random>
+#include <sstream>
+
+#include "pipelines/log.h"
+#include "pipelines/registry.h"
+
+namespace nurture {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+// ---- JSONL ------------------------------------------------------------------------------------------
+
+ReadStats for_each_jsonl(const fs::path& file, bool skip_bad_lines,
+                         const std::function<void(const json&, const std::string&)>& fn) {
+  std::ifstream in(file);
+  if (!in) throw std::runtime_error(file.string() + ": cannot read (does the file exist?)");
+  ReadStats stats;
+  std::string line;
+  for (int64_t number = 1; std::getline(in, line); ++number) {
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    ++stats.lines;
+    const std::string where = file.string() + ":" + std::to_string(number);
+    std::string problem;
+    try {
+      const json record = json::parse(line);
+      if (!record.is_object()) throw std::invalid_argument("expected a JSON object, got " + std::string(record.type_name()));
+      fn(record, where);
+      continue;
+    } catch (const json::parse_error& e) {
+      problem = "not valid JSON (" + std::string(e.what()).substr(std::string(e.what()).find(' ') + 1) + ")";
+    } catch (const json::exception& e) {
+      problem = e.what();
+    } catch (const std::invalid_argument& e) {
+      problem = e.what();
+    }
+    if (!skip_bad_lines)
+      throw std::runtime_error(where + ": " + problem + " (skip_bad_lines: true skips such lines)");
+    if (stats.skipped < 3) warn_line("data", where + ": skipped: " + problem);
+    ++stats.skipped;
+  }
+  return stats;
+}
+
+std::string string_field(const json& record, const std::string& key) {
+  auto it = record.find(key);
+  if (it == record.end()) throw std::invalid_argument("missing key \"" + key + "\"");
+  if (!it->is_string()) throw std::invalid_argument("\"" + key + "\": expected a string, got " + it->type_name());
+  return it->get<std::string>();
+}
+
+static std::vector<Message> messages_from(const json& list, const std::string& key) {
+  if (!list.is_array() || list.empty())
+    throw std::invalid_argument("\"" + key + "\": expected a non-empty list of {role, content}");
+  std::vector<Message> messages;
+  for (size_t i = 0; i < list.size(); ++i) {
+    const json& m = list[i];
+    if (!m.is_object())
+      throw std::invalid_argument("\"" + key + "\"[" + std::to_string(i) + "]: expected {role, content}");
+    try {
+      messages.push_back({string_field(m, "role"), string_field(m, "content")});
+    } catch (const std::invalid_argument& e) {
+      throw std::invalid_argument("\"" + key + "\"[" + std::to_string(i) + "]: " + e.what());
+    }
+  }
+  validate_messages(messages);
+  return messages;
+}
+
+std::vector<Message> prompt_messages(const json& prompt) {
+  if (prompt.is_string()) return {{"user", prompt.get<std::string>()}};
+  return messages_from(prompt, "prompt");
+}
+
+// ---- datasets: record formats ---------------------------------------------------------------------
+
+std::vector<Message> chat_record_to_messages(const json& record) {
+  if (record.contains("messages")) return messages_from(record["messages"], "messages");
+  if (!record.contains("prompt"))
+    throw std::invalid_argument("expected \"messages\" or \"prompt\" and \"response\"");
+  std::vector<Message> messages;
+  if (record.contains("system")) messages.push_back({"system", string_field(record, "system")});
+  for (auto& m : prompt_messages(record["prompt"])) messages.push_back(std::move(m));
+  messages.push_back({"assistant", string_field(record, "response")});
+  return messages;
+}
+
+std::vector<Message> alpaca_record_to_messages(const json& record) {
+  std::string user = string_field(record, "instruction");
+  if (record.contains("input")) {
+    const std::string input = string_field(record, "input");
+    if (!input.empty()) user += "\n\n" + input;
+  }
+  return {{"user", user}, {"assistant", string_field(record, "output")}};
+}
+
+// ---- SFT --------------------------------------------------------------------------------------------
+
+ChatData load_chat_data(const fs::path& file, const Tokenizer& tokenizer,
+                        const ChatTemplate& chat_template, const ChatDataOptions& o) {
+  const auto& formats = registries().datasets;
+  if (!formats.contains(o.format)) throw std::runtime_error(formats.unknown(o.format));
+  const ChatFormat& to_messages = formats.get(o.format).to_messages;
+  ChatData data;
+  data.stats = for_each_jsonl(file, o.skip_bad_lines, [&](const json& record, const std::string&) {
+    RenderedChat chat = chat_template.render(tokenizer, to_messages(record), false);
+    if (static_cast<int64_t>(chat.ids.size()) > o.max_length) {
+      if (o.truncation == "drop") {
+        ++data.dropped;
+        return;
+      }
+      chat.ids.resize(o.max_length);
+      chat.loss_mask.resize(o.max_length);
+      ++data.truncated;
+    }
+    if (std::find(chat.loss_mask.begin(), chat.loss_mask.end(), 1) == chat.loss_mask.end()) {
+      ++data.dropped;  // nothing to learn: no assistant token (left)
+      return;
+    }
+    data.examples.push_back({std::move(chat.ids), std::move(chat.loss_mask)});
+  });
+  if (data.examples.empty())
+    throw std::runtime_error(file.string() + ": no usable example (" + std::to_string(data.stats.lines) +
+                             " lines, " + std::to_string(data.dropped) + " dropped, " +
+                             std::to_string(data.stats.skipped) + " skipped)");
+  return data;
+}
+
+// ---- preferences, prompts, in-context tasks ---------------------------------------------------------
+
+template <class T>
+static std::vector<T> non_empty(std::vector<T> items, const fs::path& file) {
+  if (items.empty()) throw std::runtime_error(file.string() + ": no usable example (the data set is empty)");
+  return items;
+}
+
+std::vector<PreferenceExample> load_preferences(const fs::path& file, bool skip_bad_lines, ReadStats* stats) {
+  std::vector<PreferenceExample> out;
+  ReadStats s = for_each_jsonl(file, skip_bad_lines, [&](const json& r, const std::string&) {
+    if (!r.contains("prompt")) throw std::invalid_argument("missing key \"prompt\"");
+    out.push_back({prompt_messages(r["prompt"]), string_field(r, "chosen"), string_field(r, "rejected")});
+  });
+  if (stats) *stats = s;
+  return non_empty(std::move(out), file);
+}
+
+std::vector<PromptExample> load_prompts(const fs::path& file, bool skip_bad_lines, ReadStats* stats) {
+  std::vector<PromptExample> out;
+  ReadStats s = for_each_jsonl(file, skip_bad_lines, [&](const json& r, const std::string&) {
+    if (!r.contains("prompt")) throw std::invalid_argument("missing key \"prompt\"");
+    out.push_back({prompt_messages(r["prompt"]), r.contains("reference") ? string_field(r, "reference") : ""});
+  });
+  if (stats) *stats = s;
+  return non_empty(std::move(out), file);
+}
+
+std::vector<IclExample> load_icl_tasks(const fs::path& file, bool skip_bad_lines) {
+  std::vector<IclExample> out;
+  for_each_jsonl(file, skip_bad_lines, [&](const json& r, const std::string&) {
+    out.push_back({string_field(r, "input"), string_field(r, "target"),
+                   r.contains("task") ? string_field(r, "task") : "default"});
+  });
+  return non_empty(std::move(out), file);
+}
+
+// ---- pre-training token shards ---------------------------------------------------------------------
+
+static constexpr const char* kShardFormat = "nurture-tokens";
+
+std::string tokenizer_fingerprint(const Tokenizer& tokenizer) {
+  std::ostringstream out;
+  out << std::hex << std::hash<std::string>{}(tokenizer.serialized()) << "-" << std::dec
+      << tokenizer.vocab_size();
+  return out.str();
+}
+
+// Each source with its size, so an edited input file is noticed.
+static std::vector<std::string> describe_sources(const PrepareOptions& o) {
+  std::vector<std::string> out;
+  for (const auto& input : o.inputs) {
+    std::error_code error;
+    const auto size = fs::file_size(input, error);
+    out.push_back(input + " (" + (error ? std::string("missing") : std::to_string(size) + " bytes") + ")");
+  }
+  return out;
+}
+
+static ShardIndex read_index(const fs::path& dir) {
+  const fs::path file = dir / "index.json";
+  std::ifstream in(file);
+  if (!in) throw std::runtime_error(file.string() + ": cannot read (prepare the data first)");
+  try {
+    json j = json::parse(in);
+    if (j.value("format", "") != kShardFormat) throw std::runtime_error("format is not " + std::string(kShardFormat));
+    ShardIndex index;
+    index.dtype = j.at("dtype").get<std::string>();
+    index.num_tokens = j.at("num_tokens").get<int64_t>();
+    index.num_documents = j.at("num_documents").get<int64_t>();
+    index.vocab_size = j.at("vocab_size").get<int64_t>();
+    index.sources = j.at("sources").get<std::vector<std::string>>();
+    index.tokenizer_fingerprint = j.at("tokenizer").get<std::string>();
+    if (index.dtype != "uint16" && index.dtype != "uint32") throw std::runtime_error("dtype " + index.dtype);
+    return index;
+  } catch (const std::exception& e) {
+    throw std::runtime_error(file.string() + ": not a token shard index (" + e.what() + ")");
+  }
+}
+
+bool shard_is_current(const fs::path& dir, const Tokenizer& tokenizer, const PrepareOptions& o) {
+  if (!fs::exists(dir / "index.json") || !fs::exists(dir / "tokens.bin")) return false;
+  try {
+    ShardIndex index = read_index(dir);
+    return index.sources == describe_sources(o) && index.tokenizer_fingerprint == tokenizer_fingerprint(tokenizer);
+  } catch (const std::exception&) {
+    return false;
+  }
+}
+
+ShardIndex prepare_token_shard(const fs::path& dir, const Tokenizer& tokenizer, const PrepareOptions& o) {
+  if (o.inputs.empty()) throw std::runtime_error("prepare: no input files");
+  ShardIndex index;
+  index.vocab_size = tokenizer.vocab_size();
+  index.dtype = index.vocab_size <= 65536 ? "uint16" : "uint32";
+  index.sources = describe_sources(o);
+  index.tokenizer_fingerprint = tokenizer_fingerprint(tokenizer);
+  const int64_t eot = tokenizer.eot_id();
+  if (eot < 0) throw std::runtime_error(tokenizer.source() + ": the tokenizer has no <|endoftext|> token");
+
+  const fs::path tmp = dir.string() + ".tmp";
+  fs::remove_all(tmp);
+  fs::create_directories(tmp);
+  std::ofstream out(tmp / "tokens.bin", std::ios::binary);
+  auto write_document = [&](const std::string& text) {
+    std::vector<int64_t> ids = tokenizer.encode(text);
+    ids.push_back(eot);
+    if (index.dtype == "uint16") {
+      std::vector<uint16_t> narrow(ids.begin(), ids.end());
+      out.write(reinterpret_cast<const char*>(narrow.data()), narrow.size() * sizeof(uint16_t));
+    } else {
+      std::vector<uint32_t> narrow(ids.begin(), ids.end());
+      out.write(reinterpret_cast<const char*>(narrow.data()), narrow.size() * sizeof(uint32_t));
+    }
+    index.num_tokens += static_cast<int64_t>(ids.size());
+    ++index.num_documents;
+  };
+  for (const auto& input : o.inputs) {
+    const fs::path path(input);
+    if (path.extension() == ".jsonl") {
+      for_each_jsonl(path, o.skip_bad_lines,
+                     [&](const json& r, const std::string&) { write_document(string_field(r, "text")); });
+      continue;
+    }
+    std::ifstream in(path);
+    if (!in) throw std::runtime_error(input + ": cannot read (does the file exist?)");
+    if (o.whole_files) {
+      std::stringstream buffer;
+      buffer << in.rdbuf();
+      write_document(buffer.str());
+    } else {
+      std::string line;
+      while (std::getline(in, line))
+        if (line.find_first_not_of(" \t\r") != std::string::npos) write_document(line);
+    }
+  }
+  out.close();
+  if (!out) throw std::runtime_error((tmp / "tokens.bin").string() + ": write failed (disk full?)");
+  if (index.num_tokens == 0) throw std::runtime_error("prepare: the inputs hold no text");
+  {
+    std::ofstream idx(tmp / "index.json");
+    idx << json{{"format", kShardFormat}, {"version", 1}, {"dtype", index.dtype},
+                {"num_tokens", index.num_tokens}, {"num_documents", index.num_documents},
+                {"vocab_size", index.vocab_size}, {"sources", index.sources},
+                {"tokenizer", index.tokenizer_fingerprint}}
+               .dump(2)
+        << "\n";
+  }
+  fs::remove_all(dir);
+  fs::rename(tmp, dir);
+  return index;
+}
+
+TokenShard::TokenShard(const fs::path& dir) : index_(read_index(dir)) {
+  const fs::path file = dir / "tokens.bin";
+  const int fd = ::open(file.c_str(), O_RDONLY);
+  if (fd < 0) throw std::runtime_error(file.string() + ": cannot open");
+  struct stat st {};
+  ::fstat(fd, &st);
+  bytes_ = static_cast<size_t>(st.st_size);
+  const size_t width = index_.dtype == "uint16" ? 2 : 4;
+  if (bytes_ != static_cast<size_t>(index_.num_tokens) * width) {
+    ::close(fd);
+    throw std::runtime_error(file.string() + ": holds " + std::to_string(bytes_) + " bytes, index.json says " +
+                             std::to_string(index_.num_tokens) + " " + index_.dtype +
+                             " tokens (truncated? prepare it again)");
+  }
+  data_ = bytes_ ? ::mmap(nullptr, bytes_, PROT_READ, MAP_SHARED, fd, 0) : nullptr;
+  ::close(fd);
+  if (data_ == MAP_FAILED) throw std::runtime_error(file.string() + ": mmap failed");
+}
+
+TokenShard::~TokenShard() {
+  if (data_ && data_ != MAP_FAILED) ::munmap(const_cast<void*>(data_), bytes_);
+}
+
+int64_t TokenShard::at(int64_t i) const {
+  return index_.dtype == "uint16" ? static_cast<const uint16_t*>(data_)[i] : static_cast<const uint32_t*>(data_)[i];
+}
+
+std::vector<int64_t> TokenShard::read(int64_t offset, int64_t length) const {
+  TORCH_CHECK(offset >= 0 && offset + length <= size(), "TokenShard::read: [", offset, ", ", offset + length,
+              ") outside [0, ", size(), ")");
+  std::vector<int64_t> out(static_cast<size_t>(length));
+  for (int64_t i = 0; i < length; ++i) out[i] = at(offset + i);
+  return out;
+}
+
+// splitmix64: a well-mixed 64-bit hash of (seed, index).
+static uint64_t mix(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ULL;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
+
+int64_t window_offset(uint64_t seed, int64_t index, int64_t shard_size, int64_t length) {
+  TORCH_CHECK(shard_size >= length, "window_offset: a window of ", length, " tokens does not fit in ",
+              shard_size);
+  const uint64_t range = static_cast<uint64_t>(shard_size - length + 1);
+  return static_cast<int64_t>(mix(mix(seed) ^ static_cast<uint64_t>(index)) % range);
+}
+
+ShuffledOrder::ShuffledOrder(uint64_t seed, int64_t n) : seed_(seed), n_(n) {
+  TORCH_CHECK(n > 0, "ShuffledOrder: no examples");
+}
+
+int64_t ShuffledOrder::at(int64_t position) {
+  const int64_t epoch = position / n_;
+  if (epoch != epoch_) {
+    permutation_.resize(static_cast<size_t>(n_));
+    std::iota(permutation_.begin(), permutation_.end(), 0);
+    std::mt19937_64 rng(mix(seed_ ^ mix(static_cast<uint64_t>(epoch))));
+    std::shuffle(permutation_.begin(), permutation_.end(), rng);
+    epoch_ = epoch;
+  }
+  return permutation_[static_cast<size_t>(position % n_)];
+}
+
+}  // namespace nurture

@@ -1,0 +1,173 @@
+// What users bring, read and checked: chat examples for SFT, preference pairs, prompts for PPO and
+// evaluation, in-context tasks (all JSONL), and pre-training text tokenized once into binary
+// token shards that are read memory-mapped.
+//
+// Every reader stops at a malformed line with `file:line: what is wrong` (std::runtime_error), or,
+// with skip_bad_lines, skips it and counts it. A file with no usable example is an error.
+#pragma once
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "modules/chat_template.h"
+#include "modules/tokenizer.h"
+
+namespace nurture {
+
+// ---- JSONL ------------------------------------------------------------------------------------------
+
+struct ReadStats {
+  int64_t lines = 0;    // non-empty lines read
+  int64_t skipped = 0;  // malformed lines skipped (skip_bad_lines)
+};
+
+// Calls fn(record, where) for every non-empty line of a JSONL file; `where` is "file:line". A
+// line that is not a JSON object, or for which fn throws std::invalid_argument, is an error
+// `file:line: what` — or is skipped and counted when skip_bad_lines.
+ReadStats for_each_jsonl(const std::filesystem::path& file, bool skip_bad_lines,
+                         const std::function<void(const nlohmann::json&, const std::string&)>& fn);
+
+// A string field of a record; std::invalid_argument naming the key when missing or not a string.
+std::string string_field(const nlohmann::json& record, const std::string& key);
+
+// `prompt` as a string (one user turn) or as messages ([{role, content}, ...]).
+std::vector<Message> prompt_messages(const nlohmann::json& prompt);
+
+// ---- datasets: record formats ---------------------------------------------------------------------
+
+// A dataset format turns one JSONL record into a conversation. Registered by name in
+// registries().datasets; built in: "chat" ({messages: [...]} or {prompt, response[, system]})
+// and "alpaca" ({instruction, input, output}). Throws std::invalid_argument on a bad record.
+using ChatFormat = std::function<std::vector<Message>(const nlohmann::json&)>;
+
+struct DatasetEntry {
+  std::string help;
+  ChatFormat to_messages;
+};
+
+std::vector<Message> chat_record_to_messages(const nlohmann::json& record);
+std::vector<Message> alpaca_record_to_messages(const nlohmann::json& record);
+
+// ---- SFT --------------------------------------------------------------------------------------------
+
+struct ChatDataOptions {
+  std::string format = "chat";  // a registered dataset format
+  int64_t max_length = 512;     // tokens per rendered conversation
+  std::string truncation = "right";  // "right": cut the end; "drop": leave the example out
+  bool skip_bad_lines = false;
+};
+
+// One rendered conversation: ids and the assistant-only loss mask (same length).
+struct TokenizedExample {
+  std::vector<int64_t> ids;
+  std::vector<uint8_t> loss_mask;
+};
+
+struct ChatData {
+  std::vector<TokenizedExample> examples;
+  int64_t truncated = 0;  // cut to max_length
+  int64_t dropped = 0;    // left out: too long under truncation "drop", or nothing to learn
+  ReadStats stats;
+};
+
+// Reads, renders with the template and truncates. Examples whose mask is all zero after
+// truncation are dropped (nothing to learn). Empty result: std::runtime_error naming the file.
+ChatData load_chat_data(const std::filesystem::path& file, const Tokenizer& tokenizer,
+                        const ChatTemplate& chat_template, const ChatDataOptions& options);
+
+// ---- preferences, prompts, in-context tasks ---------------------------------------------------------
+
+struct PreferenceExample {
+  std::vector<Message> prompt;
+  std::string chosen, rejected;  // assistant replies
+};
+std::vector<PreferenceExample> load_preferences(const std::filesystem::path& file,
+                                                bool skip_bad_lines, ReadStats* stats = nullptr);
+
+struct PromptExample {
+  std::vector<Message> prompt;
+  std::string reference;  // optional reference answer ("" when absent)
+};
+std::vector<PromptExample> load_prompts(const std::filesystem::path& file, bool skip_bad_lines,
+                                        ReadStats* stats = nullptr);
+
+// In-context learning: {input, target[, task]}; k-shot prompts are built from examples of the
+// same task.
+struct IclExample {
+  std::string input, target, task;
+};
+std::vector<IclExample> load_icl_tasks(const std::filesystem::path& file, bool skip_bad_lines);
+
+// ---- pre-training token shards ---------------------------------------------------------------------
+
+// A prepared corpus in `dir`: tokens.bin (uint16 when the vocabulary fits, else uint32; documents
+// separated by <|endoftext|>) and index.json (format, dtype, counts, sources, tokenizer).
+struct ShardIndex {
+  std::string dtype;  // "uint16" | "uint32"
+  int64_t num_tokens = 0;
+  int64_t num_documents = 0;
+  int64_t vocab_size = 0;
+  std::vector<std::string> sources;
+  std::string tokenizer_fingerprint;  // so a different tokenizer re-prepares
+};
+
+struct PrepareOptions {
+  std::vector<std::string> inputs;  // .txt (one document per line, or whole file) or .jsonl ({text})
+  bool whole_files = false;         // .txt: the whole file is one document
+  bool skip_bad_lines = false;
+};
+
+// Tokenizes inputs into `dir` (atomically: a temp dir renamed into place). Returns the index.
+ShardIndex prepare_token_shard(const std::filesystem::path& dir, const Tokenizer& tokenizer,
+                               const PrepareOptions& options);
+// The index of a prepared shard when it exists and matches sources and tokenizer, else nothing.
+bool shard_is_current(const std::filesystem::path& dir, const Tokenizer& tokenizer,
+                      const PrepareOptions& options);
+std::string tokenizer_fingerprint(const Tokenizer& tokenizer);
+
+// A prepared shard, memory-mapped read-only.
+class TokenShard {
+ public:
+  explicit TokenShard(const std::filesystem::path& dir);  // throws naming the dir when invalid
+  ~TokenShard();
+  TokenShard(const TokenShard&) = delete;
+  TokenShard& operator=(const TokenShard&) = delete;
+
+  int64_t size() const { return index_.num_tokens; }
+  const ShardIndex& index() const { return index_; }
+  int64_t at(int64_t i) const;
+  // tokens[offset, offset + length) -> [length] int64 (CPU)
+  std::vector<int64_t> read(int64_t offset, int64_t length) const;
+
+ private:
+  ShardIndex index_;
+  const void* data_ = nullptr;
+  size_t bytes_ = 0;
+};
+
+// Deterministic random windows of `length` tokens: the offset of window i depends only on
+// (seed, i), so the data position is one integer (windows drawn so far) and a resumed run reads
+// exactly what an uninterrupted one would.
+int64_t window_offset(uint64_t seed, int64_t index, int64_t shard_size, int64_t length);
+
+// A deterministic order over n examples, reshuffled every epoch: at(i) is the example at
+// position i of the stream (i counts across epochs), a function of (seed, i) only. The current
+// epoch's permutation is cached.
+class ShuffledOrder {
+ public:
+  ShuffledOrder(uint64_t seed, int64_t n);
+  int64_t at(int64_t position);
+  int64_t size() const { return n_; }
+
+ private:
+  uint64_t seed_;
+  int64_t n_;
+  int64_t epoch_ = -1;
+  std::vector<int64_t> permutation_;
+};
+
+}  // namespace nurture

@@ -1,0 +1,363 @@
+// The shared training loop: settings, schedule, optimizer, checkpoints and Trainer::fit.
+#include "pipelines/trainer.h"
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <fstream>
+#include <sstream>
+
+#include "pipelines/log.h"
+
+namespace nurture {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+// ---- settings ---------------------------------------------------------------------------------------
+
+void add_training_fields(Schema& s, const TrainingDefaults& d) {
+  s.add_int("max_steps", d.max_steps, "optimizer steps").at_least(1);
+  s.add_int("batch_size", d.batch_size, "examples per micro-batch").at_least(1);
+  s.add_int("grad_accum", 1, "micro-batches per optimizer step (every unit weighs the same)").at_least(1);
+  s.add_float("lr", d.lr, "peak learning rate (AdamW)").greater_than(0);
+  s.add_float("min_lr_ratio", 0.1, "the schedule decays to lr * min_lr_ratio").at_least(0).at_most(1);
+  s.add_int("warmup_steps", d.warmup_steps, "linear warmup from 0 over this many steps").at_least(0);
+  s.add_enum("schedule", "cosine", {"cosine", "linear", "constant"}, "decay after warmup");
+  s.add_float("weight_decay", d.weight_decay, "AdamW decay on matrices and embeddings (not on biases "
+                                              "or norm gains)").at_least(0);
+  s.add_float("beta1", 0.9, "AdamW beta1").at_least(0).at_most(1);
+  s.add_float("beta2", 0.95, "AdamW beta2").at_least(0).at_most(1);
+  s.add_float("eps", 1e-8, "AdamW epsilon").greater_than(0);
+  s.add_float("grad_clip", 1.0, "clip the global gradient norm to this (0 = off)").at_least(0);
+  s.add_int("eval_every", d.eval_every, "evaluate every N steps (0 = only at the end)").at_least(0);
+  s.add_int("eval_batches", 0, "held-out batches per evaluation (0 = all)").at_least(0);
+  s.add_int("save_every", d.save_every, "checkpoint every N steps (0 = only at the end)").at_least(0);
+  s.add_int("log_every", 10, "log a metrics line every N steps").at_least(1);
+}
+
+TrainingOptions TrainingOptions::from(const Settings& s) {
+  TrainingOptions o;
+  o.max_steps = s.get_int("max_steps");
+  o.batch_size = s.get_int("batch_size");
+  o.grad_accum = s.get_int("grad_accum");
+  o.lr = s.get_float("lr");
+  o.min_lr_ratio = s.get_float("min_lr_ratio");
+  o.warmup_steps = s.get_int("warmup_steps");
+  o.schedule = s.get_string("schedule");
+  o.weight_decay = s.get_float("weight_decay");
+  o.beta1 = s.get_float("beta1");
+  o.beta2 = s.get_float("beta2");
+  o.eps = s.get_float("eps");
+  o.grad_clip = s.get_float("grad_clip");
+  o.eval_every = s.get_int("eval_every");
+  o.eval_batches = s.get_int("eval_batches");
+  o.save_every = s.get_int("save_every");
+  o.log_every = s.get_int("log_every");
+  return o;
+}
+
+double learning_rate(const TrainingOptions& o, int64_t step) {
+  if (step < o.warmup_steps) return o.lr * static_cast<double>(step + 1) / o.warmup_steps;
+  const double min_lr = o.lr * o.min_lr_ratio;
+  const int64_t decay_steps = std::max<int64_t>(1, o.max_steps - o.warmup_steps);
+  const double progress = std::min(1.0, static_cast<double>(step - o.warmup_steps) / decay_steps);
+  if (o.schedule == "cosine") return min_lr + (o.lr - min_lr) * 0.5 * (1.0 + std::cos(M_PI * progress));
+  if (o.schedule == "linear") return o.lr - (o.lr - min_lr) * progress;
+  return o.lr;
+}
+
+std::unique_ptr<torch::optim::AdamW> make_adamw(torch::nn::Module& model, const TrainingOptions& o) {
+  std::vector<torch::Tensor> decay, no_decay;
+  for (const auto& p : model.parameters()) {
+    if (!p.requires_grad()) continue;
+    (p.dim() >= 2 ? decay : no_decay).push_back(p);
+  }
+  auto options = [&](double weight_decay) {
+    auto opt = std::make_unique<torch::optim::AdamWOptions>(o.lr);
+    opt->betas({o.beta1, o.beta2}).eps(o.eps).weight_decay(weight_decay);
+    return opt;
+  };
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  if (!decay.empty()) groups.emplace_back(decay, options(o.weight_decay));
+  if (!no_decay.empty()) groups.emplace_back(no_decay, options(0.0));
+  TORCH_CHECK(!groups.empty(), "make_adamw: the model has no trainable parameters");
+  torch::optim::AdamWOptions defaults(o.lr);
+  defaults.betas({o.beta1, o.beta2}).eps(o.eps).weight_decay(o.weight_decay);
+  return std::make_unique<torch::optim::AdamW>(std::move(groups), defaults);
+}
+
+void set_learning_rate(torch::optim::Optimizer& optimizer, double lr) {
+  for (auto& group : optimizer.param_groups()) group.options().set_lr(lr);
+}
+
+// ---- state and checkpoints -------------------------------------------------------------------------
+
+json TrainingState::to_json() const {
+  return {{"step", step}, {"data_position", data_position}, {"tokens", tokens}, {"extra", extra}};
+}
+
+TrainingState TrainingState::from_json(const json& j, const std::string& source) {
+  try {
+    TrainingState s;
+    s.step = j.at("step").get<int64_t>();
+    s.data_position = j.at("data_position").get<int64_t>();
+    s.tokens = j.at("tokens").get<int64_t>();
+    s.extra = j.value("extra", json::object());
+    return s;
+  } catch (const json::exception& e) {
+    throw std::runtime_error(source + ": not a training state (" + e.what() + ")");
+  }
+}
+
+static void save_module(torch::nn::Module& module, const fs::path& file) {
+  torch::serialize::OutputArchive archive;
+  module.save(archive);
+  archive.save_to(file.string());
+}
+
+static void load_module(torch::nn::Module& module, const fs::path& file, const torch::Device& device) {
+  torch::serialize::InputArchive archive;
+  archive.load_from(file.string(), device);
+  module.load(archive);
+}
+
+void save_checkpoint(const fs::path& stage_dir, const NamedModules& modules,
+                     const NamedOptimizers& optimizers, const TrainingState& state) {
+  if (!is_main_process()) return;
+  const fs::path final_dir = stage_dir / "checkpoint";
+  const fs::path tmp = stage_dir / "checkpoint.tmp";
+  const fs::path old = stage_dir / "checkpoint.old";
+  fs::remove_all(tmp);
+  fs::create_directories(tmp);
+  for (const auto& [name, module] : modules) save_module(*module, tmp / (name + ".pt"));
+  for (const auto& [name, optimizer] : optimizers) torch::save(*optimizer, (tmp / (name + ".pt")).string());
+  torch::save(at::detail::getDefaultCPUGenerator().get_state(), (tmp / "rng.pt").string());
+  {
+    std::ofstream out(tmp / "state.json");
+    out << state.to_json().dump(2) << "\n";
+    if (!out) throw std::runtime_error((tmp / "state.json").string() + ": write failed (disk full?)");
+  }
+  // Swap in: the previous checkpoint is removed only once the new one is complete.
+  fs::remove_all(old);
+  if (fs::exists(final_dir)) fs::rename(final_dir, old);
+  fs::rename(tmp, final_dir);
+  fs::remove_all(old);
+}
+
+bool load_checkpoint(const fs::path& stage_dir, const NamedModules& modules,
+                     const NamedOptimizers& optimizers, TrainingState& state) {
+  fs::path dir = stage_dir / "checkpoint";
+  // A crash between the two renames of save_checkpoint leaves only checkpoint.old.
+  if (!fs::exists(dir / "state.json") && fs::exists(stage_dir / "checkpoint.old" / "state.json"))
+    dir = stage_dir / "checkpoint.old";
+  if (!fs::exists(dir / "state.json")) return false;
+  auto checked = [&](const fs::path& file, const std::function<void()>& load) {
+    try {
+      load();
+    } catch (const std::exception& e) {
+      throw std::runtime_error(file.string() + ": cannot resume from this checkpoint (" +
+                               std::string(e.what()).substr(0, 300) +
+                               "); delete the checkpoint directory or run with --force");
+    }
+  };
+  for (const auto& [name, module] : modules) {
+    const fs::path file = dir / (name + ".pt");
+    torch::Device device = torch::kCPU;
+    for (const auto& p : module->parameters()) { device = p.device(); break; }
+    checked(file, [&] { load_module(*module, file, device); });
+  }
+  for (const auto& [name, optimizer] : optimizers) {
+    const fs::path file = dir / (name + ".pt");
+    checked(file, [&] { torch::load(*optimizer, file.string()); });
+  }
+  checked(dir / "rng.pt", [&] {
+    torch::Tensor rng;
+    torch::load(rng, (dir / "rng.pt").string());
+    at::Generator generator = at::detail::getDefaultCPUGenerator();  // a handle to the global one
+    generator.set_state(rng);
+  });
+  std::ifstream in(dir / "state.json");
+  json j;
+  checked(dir / "state.json", [&] { j = json::parse(in); });
+  state = TrainingState::from_json(j, (dir / "state.json").string());
+  return true;
+}
+
+// ---- preemption -------------------------------------------------------------------------------------
+
+static std::atomic<bool> stop_flag{false};  // lock-free: safe to set from a signal handler
+void request_stop() { stop_flag.store(true); }
+bool stop_requested() { return stop_flag.load(); }
+void clear_stop_request() { stop_flag.store(false); }
+
+// ---- the loop ---------------------------------------------------------------------------------------
+
+Trainer::Trainer(const StageContext& ctx, torch::nn::Module& model, TrainingOptions options)
+    : ctx_(ctx), model_(model), options_(std::move(options)), optimizer_(make_adamw(model, options_)) {}
+
+void Trainer::resume_if_possible() {
+  if (!load_checkpoint(ctx_.dir, {{"model", &model_}}, {{"optimizer", optimizer_.get()}}, state_)) return;
+  log_line(ctx_.name, "resuming from the checkpoint at step " + std::to_string(state_.step) + "/" +
+                          std::to_string(options_.max_steps));
+  // Drop metrics a crashed run logged after its last checkpoint; they will be logged again.
+  const fs::path metrics = ctx_.dir / "metrics.jsonl";
+  if (!is_main_process() || !fs::exists(metrics)) return;
+  std::ifstream in(metrics);
+  std::string kept, line;
+  while (std::getline(in, line)) {
+    try {
+      if (json::parse(line).value("step", int64_t{0}) <= state_.step) kept += line + "\n";
+    } catch (const json::exception&) {  // a half-written last line
+    }
+  }
+  in.close();
+  std::ofstream(metrics, std::ios::trunc) << kept;
+}
+
+void Trainer::checkpoint() {
+  save_checkpoint(ctx_.dir, {{"model", &model_}}, {{"optimizer", optimizer_.get()}}, state_);
+}
+
+// Global-norm clipping without reading the norm back to the host (the norm stays a tensor).
+static torch::Tensor clip_gradients(const std::vector<torch::Tensor>& params, double max_norm) {
+  std::vector<torch::Tensor> norms;
+  for (const auto& p : params)
+    if (p.grad().defined()) norms.push_back(p.grad().detach().norm(2).to(torch::kFloat64));
+  if (norms.empty()) return torch::zeros({}, torch::kFloat64);
+  torch::Tensor total = torch::stack(norms).norm(2);
+  if (max_norm > 0) {
+    torch::Tensor scale = (max_norm / (total + 1e-6)).clamp_max(1.0);
+    for (const auto& p : params)
+      if (p.grad().defined()) p.grad().mul_(scale.to(p.grad().scalar_type()));
+  }
+  return total;
+}
+
+static std::string fixed(double v, int digits) {
+  std::ostringstream out;
+  out.setf(std::ios::fixed);
+  out.precision(digits);
+  out << v;
+  return out.str();
+}
+
+static std::string scientific(double v) {
+  std::ostringstream out;
+  out.setf(std::ios::scientific);
+  out.precision(2);
+  out << v;
+  return out.str();
+}
+
+json Trainer::fit(const MicroStep& micro_step, const Evaluate& evaluate) {
+  model_.train();
+  std::vector<torch::Tensor> params;
+  for (const auto& p : model_.parameters())
+    if (p.requires_grad()) params.push_back(p);
+
+  MetricsLog metrics(ctx_.dir / "metrics.jsonl");
+  Progress progress(ctx_.name, options_.max_steps);
+  json last_train, last_eval;
+  int64_t last_eval_step = -1;
+  auto run_eval = [&] {
+    torch::NoGradGuard no_grad;
+    model_.eval();
+    last_eval = evaluate();
+    model_.train();
+    last_eval_step = state_.step;
+    json record = last_eval;
+    record["step"] = state_.step;
+    record["split"] = "val";
+    metrics.write(record);
+    std::ostringstream line;
+    line << "step " << state_.step;
+    for (const auto& [k, v] : last_eval.items()) line << " " << k << " " << v.dump();
+    log_line(ctx_.name, line.str());
+  };
+
+  // Running sums since the last log line, kept on the device.
+  torch::Tensor loss_acc, units_acc;
+  std::map<std::string, torch::Tensor> sums_acc;
+  int64_t tokens_since_log = 0;
+  auto window_start = std::chrono::steady_clock::now();
+
+  while (state_.step < options_.max_steps) {
+    const double lr = learning_rate(options_, state_.step);
+    set_learning_rate(*optimizer_, lr);
+    optimizer_->zero_grad();
+
+    torch::Tensor step_loss, step_units;
+    for (int64_t micro = 0; micro < options_.grad_accum; ++micro) {
+      MicroBatch mb = micro_step(state_);
+      mb.loss_sum.backward();
+      const torch::Tensor loss = mb.loss_sum.detach().to(torch::kFloat64);
+      const torch::Tensor units = mb.units.detach().to(torch::kFloat64);
+      step_loss = step_loss.defined() ? step_loss + loss : loss;
+      step_units = step_units.defined() ? step_units + units : units;
+      for (auto& [k, v] : mb.sums) {
+        torch::Tensor d = v.detach().to(torch::kFloat64);
+        sums_acc[k] = sums_acc.count(k) ? sums_acc[k] + d : d;
+      }
+      state_.tokens += mb.tokens;
+      tokens_since_log += mb.tokens;
+    }
+    // Gradients of Σ loss over every micro-batch, divided once by the number of units: the
+    // mean over units, however they were split into micro-batches.
+    const torch::Tensor denom = step_units.clamp_min(1.0);
+    for (auto& p : params)
+      if (p.grad().defined()) p.grad().div_(denom.to(p.grad().scalar_type()));
+    const torch::Tensor grad_norm = clip_gradients(params, options_.grad_clip);
+    optimizer_->step();
+    ++state_.step;
+
+    loss_acc = loss_acc.defined() ? loss_acc + step_loss : step_loss;
+    units_acc = units_acc.defined() ? units_acc + step_units : step_units;
+
+    const bool last = state_.step == options_.max_steps;
+    if (state_.step % options_.log_every == 0 || last) {
+      const double elapsed =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - window_start).count();
+      const double units = units_acc.item<double>();
+      last_train = {{"loss", loss_acc.item<double>() / std::max(units, 1.0)},
+                    {"lr", lr},
+                    {"grad_norm", grad_norm.item<double>()},
+                    {"tokens_per_s", elapsed > 0 ? tokens_since_log / elapsed : 0.0}};
+      for (auto& [k, v] : sums_acc) last_train[k] = v.item<double>() / std::max(units, 1.0);
+      json record = last_train;
+      record["step"] = state_.step;
+      record["split"] = "train";
+      record["tokens"] = state_.tokens;
+      metrics.write(record);
+      progress.update(state_.step, {{"loss", fixed(last_train["loss"].get<double>(), 4)},
+                                    {"lr", scientific(lr)},
+                                    {"tok/s", human_count(last_train["tokens_per_s"].get<double>())}});
+      loss_acc = units_acc = torch::Tensor();
+      sums_acc.clear();
+      tokens_since_log = 0;
+      window_start = std::chrono::steady_clock::now();
+    }
+    if ((options_.eval_every > 0 && state_.step % options_.eval_every == 0) || last) {
+      progress.finish();
+      run_eval();
+    }
+    if ((options_.save_every > 0 && state_.step % options_.save_every == 0) || last) checkpoint();
+    if (stop_requested() && !last) {
+      progress.finish();
+      checkpoint();
+      throw StageInterrupted("stopped at step " + std::to_string(state_.step) + "/" +
+                             std::to_string(options_.max_steps) + "; the checkpoint in " +
+                             (ctx_.dir / "checkpoint").string() + " resumes it: run the same command again");
+    }
+  }
+  progress.finish();
+  if (last_eval_step != state_.step) run_eval();  // resumed at the end: evaluate once more
+
+  json result = last_eval;
+  for (const auto& [k, v] : last_train.items()) result["train_" + k] = v;
+  result["steps"] = state_.step;
+  result["tokens"] = state_.tokens;
+  return result;
+}
+
+}  // namespace nurture

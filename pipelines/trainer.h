@@ -1,0 +1,149 @@
+// The training loop every gradient-based stage shares (pretrain, sft, reward_model, dpo): AdamW
+// with weight decay on matrices only, warmup then cosine/linear/constant decay, gradient
+// accumulation weighted by units (tokens or pairs), clipping, periodic evaluation, atomic
+// checkpoints that resume exactly, metrics.jsonl and the progress display.
+//
+// A pipeline supplies one function that computes a micro-batch's summed loss and reads its own
+// data at TrainingState::data_position; the Trainer does everything else. PPO has its own outer
+// loop but uses the same optimizer, schedule and checkpoint functions.
+#pragma once
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <stdexcept>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "pipelines/pipeline.h"
+
+namespace nurture {
+
+// ---- settings ---------------------------------------------------------------------------------------
+
+// Per-pipeline defaults for the shared keys (a reward model wants another lr than pre-training).
+struct TrainingDefaults {
+  int64_t max_steps = 1000;
+  int64_t batch_size = 16;
+  double lr = 3e-4;
+  int64_t warmup_steps = 0;
+  double weight_decay = 0.1;
+  int64_t eval_every = 100;
+  int64_t save_every = 0;
+};
+
+// Adds max_steps, batch_size, grad_accum, lr, min_lr_ratio, warmup_steps, schedule, weight_decay,
+// beta1, beta2, eps, grad_clip, eval_every, eval_batches, save_every, log_every to a stage schema.
+void add_training_fields(Schema& schema, const TrainingDefaults& defaults);
+
+struct TrainingOptions {
+  int64_t max_steps = 1000;   // optimizer steps
+  int64_t batch_size = 16;    // examples per micro-batch
+  int64_t grad_accum = 1;     // micro-batches per optimizer step
+  double lr = 3e-4;           // peak learning rate
+  double min_lr_ratio = 0.1;  // the schedule decays to lr * min_lr_ratio
+  int64_t warmup_steps = 0;   // linear warmup from 0
+  std::string schedule = "cosine";  // cosine | linear | constant (after warmup)
+  double weight_decay = 0.1;  // on parameters with 2+ dimensions only
+  double beta1 = 0.9, beta2 = 0.95, eps = 1e-8;
+  double grad_clip = 1.0;     // max global gradient norm; 0 = off
+  int64_t eval_every = 100;   // optimizer steps; 0 = only at the end
+  int64_t eval_batches = 0;   // 0 = the whole held-out set
+  int64_t save_every = 0;     // checkpoint every N steps; 0 = only at the end
+  int64_t log_every = 10;     // metrics.jsonl / progress line every N steps
+
+  static TrainingOptions from(const Settings& settings);
+};
+
+// The learning rate of optimizer step `step` (0-based).
+double learning_rate(const TrainingOptions& options, int64_t step);
+
+// AdamW over `model`'s trainable parameters: decay on those with 2+ dimensions (matrices,
+// embeddings), none on biases and norm gains (as GPT-2/LLaMA training does).
+std::unique_ptr<torch::optim::AdamW> make_adamw(torch::nn::Module& model, const TrainingOptions& options);
+void set_learning_rate(torch::optim::Optimizer& optimizer, double lr);
+
+// ---- state and checkpoints -------------------------------------------------------------------------
+
+// Everything besides tensors that a resumed run needs to continue exactly.
+struct TrainingState {
+  int64_t step = 0;           // optimizer steps done
+  int64_t data_position = 0;  // examples / windows consumed (the pipeline's data cursor)
+  int64_t tokens = 0;         // tokens processed
+  nlohmann::json extra = nlohmann::json::object();  // pipeline-specific (e.g. PPO's β)
+
+  nlohmann::json to_json() const;
+  static TrainingState from_json(const nlohmann::json& j, const std::string& source);
+};
+
+using NamedModules = std::vector<std::pair<std::string, torch::nn::Module*>>;
+using NamedOptimizers = std::vector<std::pair<std::string, torch::optim::Optimizer*>>;
+
+// <dir>/checkpoint/: <name>.pt per module and optimizer, rng.pt (CPU and CUDA generator
+// states), state.json. Written into checkpoint.tmp/ first and renamed into place, so a crash
+// leaves the previous checkpoint intact.
+void save_checkpoint(const std::filesystem::path& stage_dir, const NamedModules& modules,
+                     const NamedOptimizers& optimizers, const TrainingState& state);
+// Loads <dir>/checkpoint/ when present; returns false when there is none. A damaged one is a
+// std::runtime_error naming the file.
+bool load_checkpoint(const std::filesystem::path& stage_dir, const NamedModules& modules,
+                     const NamedOptimizers& optimizers, TrainingState& state);
+
+// ---- preemption -------------------------------------------------------------------------------------
+
+// SIGTERM/SIGINT (the runner installs the handlers) ask the running stage to stop: the Trainer
+// checkpoints at the next step boundary and throws StageInterrupted. Running the same command
+// again resumes from that checkpoint.
+void request_stop();
+bool stop_requested();
+void clear_stop_request();
+
+struct StageInterrupted : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// ---- the loop ---------------------------------------------------------------------------------------
+
+// What a pipeline computes for one micro-batch.
+struct MicroBatch {
+  torch::Tensor loss_sum;  // [] Σ of per-unit losses, with grad
+  torch::Tensor units;     // [] how many units (target tokens, pairs) the sum is over
+  int64_t tokens = 0;      // tokens processed, for throughput
+  // Extra metrics as Σ over units (averaged by units when logged), e.g. {"accuracy", Σ correct}.
+  std::map<std::string, torch::Tensor> sums;
+};
+
+class Trainer {
+ public:
+  using MicroStep = std::function<MicroBatch(TrainingState& state)>;
+  using Evaluate = std::function<nlohmann::json()>;  // held-out metrics, e.g. {"val_loss": 1.2}
+
+  // `model` is trained (all its parameters with requires_grad); the stage's dir holds
+  // metrics.jsonl and the checkpoint.
+  Trainer(const StageContext& ctx, torch::nn::Module& model, TrainingOptions options);
+
+  // Resumes from <dir>/checkpoint when one exists (logs the step it continues from).
+  void resume_if_possible();
+  // Runs until max_steps; evaluates every eval_every steps and at the end; checkpoints every
+  // save_every steps and at the end. Returns the final metrics (last train and eval values).
+  // Throws StageInterrupted, after checkpointing, when a stop was requested.
+  nlohmann::json fit(const MicroStep& micro_step, const Evaluate& evaluate);
+
+  TrainingState& state() { return state_; }
+  torch::optim::AdamW& optimizer() { return *optimizer_; }
+
+ private:
+  void checkpoint();
+  const StageContext& ctx_;
+  torch::nn::Module& model_;
+  TrainingOptions options_;
+  std::unique_ptr<torch::optim::AdamW> optimizer_;
+  TrainingState state_;
+};
+
+}  // namespace nurture
