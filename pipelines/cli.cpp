@@ -25,6 +25,8 @@ const std::vector<Command>& commands() {
       {"run", "run a recipe's stages (nurture run recipes/quickstart.yaml)", run_command},
       {"tokenizer", "train a SentencePiece tokenizer, encode or decode text", tokenizer_command},
       {"generate", "sample a completion from a model directory", generate_command},
+      {"chat", "chat with a model directory, one message per line of stdin", chat_command},
+      {"data", "tokenize pre-training text into a token shard, or write the demo data", data_command},
   };
   return list;
 }

@@ -23,5 +23,7 @@ int main(int argc, char** argv);
 int run_command(const std::vector<std::string>& args);        // cli_run.cpp
 int tokenizer_command(const std::vector<std::string>& args);  // cli_tokenizer.cpp
 int generate_command(const std::vector<std::string>& args);   // cli_generate.cpp
+int chat_command(const std::vector<std::string>& args);       // cli_chat.cpp
+int data_command(const std::vector<std::string>& args);       // cli_data.cpp
 
 }  // namespace nurture::cli
