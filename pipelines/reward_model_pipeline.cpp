@@ -1,0 +1,241 @@
+// The `reward_model` stage: a scalar score head on a pre-trained or fine-tuned backbone, trained on
+// preference pairs {prompt, chosen, rejected} with the Bradley–Terry loss so that
+// score(prompt + chosen) > score(prompt + rejected). Writes <stage>/model/ (kind "reward"), which
+// PPO optimises against.
+//
+// Each pair is rendered with the chat template as prompt + one assistant reply, once per side; a
+// micro-batch of B pairs is one [2B, T] forward (chosen rows, then rejected rows, right-padded),
+// scored at each row's last real token.
+#include <algorithm>
+
+#include "modules/heads.h"
+#include "modules/losses.h"
+#include "pipelines/batch.h"
+#include "pipelines/builtin_pipelines.h"
+#include "pipelines/data.h"
+#include "pipelines/log.h"
+#include "pipelines/model_setup.h"
+#include "pipelines/trainer.h"
+
+namespace nurture {
+
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+std::shared_ptr<const Schema> reward_model_schema() {
+  auto s = std::make_shared<Schema>();
+  s->add_string("train", "", "JSONL preference pairs {prompt, chosen, rejected}; prompt is a string "
+                             "or a list of {role, content} messages")
+      .must_be_required();
+  s->add_string("val", "", "held-out pairs in the same format (optional)");
+  s->add_string("chat_template", "chatml", "how prompt and reply become tokens");
+  s->add_int("max_length", 256, "tokens per prompt + reply (capped at the model's block_size); a "
+                                "longer pair loses the start of its prompt, or is dropped when its "
+                                "reply alone does not fit")
+      .at_least(8);
+  s->add_bool("skip_bad_lines", false, "skip (and count) malformed lines instead of stopping");
+  add_init_from_field(*s, "init_from", {"pretrain", "sft"}, "the backbone to put the score head on");
+  TrainingDefaults d;
+  d.max_steps = 300;
+  d.batch_size = 16;
+  d.lr = 1e-4;
+  d.warmup_steps = 10;
+  d.weight_decay = 0.0;
+  d.eval_every = 50;
+  add_training_fields(*s, d);
+  return s;
+}
+
+// ---- preference pairs as tokens ---------------------------------------------------------------------
+
+// Both sides of a pair rendered as prompt + reply; loss_mask is 1 on the final reply only (its
+// content and closing token), not on assistant turns inside the prompt.
+struct TokenizedPair {
+  TokenizedExample chosen, rejected;
+};
+
+struct PreferenceData {
+  std::vector<TokenizedPair> pairs;
+  int64_t truncated = 0;  // lost the start of their prompt to fit max_length
+  int64_t dropped = 0;    // a reply's turn alone was longer than max_length
+  ReadStats stats;
+};
+
+// prompt + reply through the template; false when the reply's turn alone exceeds max_length,
+// else the start of the prompt is cut until the whole fits (*truncated set).
+bool render_side(const ChatTemplate& chat_template, const Tokenizer& tokenizer,
+                 const std::vector<Message>& prompt, const std::string& reply, int64_t max_length,
+                 TokenizedExample* out, bool* truncated) {
+  std::vector<Message> messages = prompt;
+  messages.push_back({"assistant", reply});
+  RenderedChat chat = chat_template.render(tokenizer, messages, /*add_generation_prompt=*/false);
+  const auto prompt_ids = chat_template.render(tokenizer, prompt, /*add_generation_prompt=*/false).ids;
+  if (prompt_ids.size() > chat.ids.size() ||
+      !std::equal(prompt_ids.begin(), prompt_ids.end(), chat.ids.begin()))
+    throw std::logic_error("chat template '" + chat_template.name() +
+                           "' renders a prompt differently on its own than before a reply");
+  std::fill(chat.loss_mask.begin(), chat.loss_mask.begin() + prompt_ids.size(), 0);
+  const auto length = static_cast<int64_t>(chat.ids.size());
+  const auto reply_length = length - static_cast<int64_t>(prompt_ids.size());
+  if (reply_length >= max_length) return false;
+  if (length > max_length) {
+    chat.ids.erase(chat.ids.begin(), chat.ids.end() - max_length);
+    chat.loss_mask.erase(chat.loss_mask.begin(), chat.loss_mask.end() - max_length);
+    *truncated = true;
+  }
+  *out = {std::move(chat.ids), std::move(chat.loss_mask)};
+  return true;
+}
+
+PreferenceData load_preference_data(const fs::path& file, const Tokenizer& tokenizer,
+                                    const ChatTemplate& chat_template, int64_t max_length,
+                                    bool skip_bad_lines) {
+  PreferenceData data;
+  for (const auto& example : load_preferences(file, skip_bad_lines, &data.stats)) {
+    TokenizedPair pair;
+    bool truncated = false;
+    if (!render_side(chat_template, tokenizer, example.prompt, example.chosen, max_length, &pair.chosen,
+                     &truncated) ||
+        !render_side(chat_template, tokenizer, example.prompt, example.rejected, max_length,
+                     &pair.rejected, &truncated)) {
+      ++data.dropped;
+      continue;
+    }
+    data.truncated += truncated;
+    data.pairs.push_back(std::move(pair));
+  }
+  if (data.pairs.empty())
+    throw std::runtime_error(file.string() + ": no pair fits max_length " + std::to_string(max_length) +
+                             " (" + std::to_string(data.dropped) + " dropped as too long)");
+  return data;
+}
+
+// B pairs as one [2B, T] batch: rows [0, B) the chosen sides, [B, 2B) the rejected ones.
+PaddedBatch pair_batch(const std::vector<const TokenizedPair*>& pairs, int64_t pad_id,
+                       const torch::Device& device) {
+  std::vector<const TokenizedExample*> sides;
+  for (const auto* p : pairs) sides.push_back(&p->chosen);
+  for (const auto* p : pairs) sides.push_back(&p->rejected);
+  return right_pad(sides, pad_id, device);
+}
+
+// ---- the stage --------------------------------------------------------------------------------------
+
+class RewardModelPipeline : public Pipeline {
+ public:
+  json run(const StageContext& ctx) override {
+    const Settings& s = ctx.settings;
+    tokenizer_ = std::make_unique<Tokenizer>(stage_tokenizer(ctx));
+    setup_model(ctx);
+    setup_data(ctx);
+
+    Trainer trainer(ctx, *model_, TrainingOptions::from(s));
+    trainer.resume_if_possible();
+    const int64_t batch = s.get_int("batch_size");
+    ShuffledOrder order(static_cast<uint64_t>(ctx.run.seed), static_cast<int64_t>(train_.pairs.size()));
+    json metrics = trainer.fit(
+        [&](TrainingState& state) { return micro_step(ctx, state, order, batch); },
+        [&] { return evaluate(batch, s.get_int("eval_batches")); });
+    metrics["train_pairs"] = train_.pairs.size();
+    metrics["truncated"] = train_.truncated;
+    metrics["dropped"] = train_.dropped;
+    metrics["skipped_lines"] = train_.stats.skipped;
+
+    save_model_dir(ctx.dir / "model", *model_, model_->options, "reward", *tokenizer_);
+    log_line(ctx.name, "reward model written to " + (ctx.dir / "model").string());
+    return metrics;
+  }
+
+ private:
+  // The backbone from init_from; the score head starts fresh.
+  void setup_model(const StageContext& ctx) {
+    Transformer backbone = build_language_model(ctx, *tokenizer_);
+    model_ = RewardModel(backbone->options);
+    model_->load_backbone(backbone);
+    model_->to(ctx.run.device);
+    int64_t parameters = 0;
+    for (const auto& p : model_->parameters()) parameters += p.numel();
+    log_line(ctx.name, "reward model: that backbone + a score head, " +
+                           human_count(static_cast<double>(parameters)) + " parameters");
+  }
+
+  void setup_data(const StageContext& ctx) {
+    const Settings& s = ctx.settings;
+    template_ = stage_chat_template(ctx);
+    pad_id_ = std::max<int64_t>(tokenizer_->pad_id(), 0);
+    int64_t max_length = s.get_int("max_length");
+    if (max_length > model_->options.block_size()) {
+      log_line(ctx.name, "max_length " + std::to_string(max_length) + " exceeds the model's block_size; using " +
+                             std::to_string(model_->options.block_size()));
+      max_length = model_->options.block_size();
+    }
+    const bool skip = s.get_bool("skip_bad_lines");
+    train_ = load_preference_data(s.get_string("train"), *tokenizer_, *template_, max_length, skip);
+    log_line(ctx.name, "data: " + std::to_string(train_.pairs.size()) + " pairs (" +
+                           std::to_string(train_.truncated) + " prompts cut on the left, " +
+                           std::to_string(train_.dropped) + " dropped as too long, " +
+                           std::to_string(train_.stats.skipped) + " bad lines skipped)");
+    if (!s.get_string("val").empty()) {
+      val_ = load_preference_data(s.get_string("val"), *tokenizer_, *template_, max_length, skip);
+      log_line(ctx.name, "held out: " + std::to_string(val_.pairs.size()) + " pairs (" +
+                             std::to_string(val_.dropped) + " dropped as too long)");
+    }
+  }
+
+  // Bradley–Terry over the scores of a pair batch.
+  PairwiseLoss forward_loss(const PaddedBatch& b) {
+    const int64_t pairs = b.ids.size(0) / 2;
+    auto scores = model_->forward(b.ids, b.attention_mask);  // [2B, T] -> [2B]
+    return bradley_terry_loss(scores.narrow(0, 0, pairs), scores.narrow(0, pairs, pairs));
+  }
+
+  // The next `batch` pairs of the seeded order at the data cursor; every pair is one unit.
+  MicroBatch micro_step(const StageContext& ctx, TrainingState& state, ShuffledOrder& order, int64_t batch) {
+    std::vector<const TokenizedPair*> pairs;
+    for (int64_t i = 0; i < batch; ++i) pairs.push_back(&train_.pairs[order.at(state.data_position++)]);
+    PaddedBatch b = pair_batch(pairs, pad_id_, ctx.run.device);
+    PairwiseLoss loss = forward_loss(b);
+    const double n = static_cast<double>(pairs.size());
+    return {loss.loss * n, torch::full({}, n, loss.loss.options()), b.tokens,
+            {{"accuracy", loss.accuracy * n}, {"margin", loss.margin * n}}};
+  }
+
+  // Held-out loss, accuracy (chosen scored above rejected) and mean margin, in pair order.
+  json evaluate(int64_t batch, int64_t eval_batches) {
+    if (val_.pairs.empty()) return json::object();
+    const torch::Device device = model_->parameters().front().device();
+    auto n = static_cast<int64_t>(val_.pairs.size());
+    if (eval_batches > 0) n = std::min(n, eval_batches * batch);
+    torch::Tensor loss = torch::zeros({}, torch::kFloat64), accuracy = torch::zeros({}, torch::kFloat64),
+                  margin = torch::zeros({}, torch::kFloat64);
+    for (int64_t first = 0; first < n; first += batch) {
+      std::vector<const TokenizedPair*> pairs;
+      for (int64_t i = first; i < std::min(n, first + batch); ++i) pairs.push_back(&val_.pairs[i]);
+      PairwiseLoss l = forward_loss(pair_batch(pairs, pad_id_, device));
+      const double k = static_cast<double>(pairs.size());
+      loss += l.loss.to(torch::kCPU, torch::kFloat64) * k;
+      accuracy += l.accuracy.to(torch::kCPU, torch::kFloat64) * k;
+      margin += l.margin.to(torch::kCPU, torch::kFloat64) * k;
+    }
+    return {{"val_loss", loss.item<double>() / n},
+            {"val_accuracy", accuracy.item<double>() / n},
+            {"val_margin", margin.item<double>() / n}};
+  }
+
+  std::unique_ptr<Tokenizer> tokenizer_;
+  RewardModel model_{nullptr};
+  std::shared_ptr<const ChatTemplate> template_;
+  PreferenceData train_, val_;
+  int64_t pad_id_ = 0;
+};
+
+}  // namespace
+
+PipelineEntry reward_model_pipeline_entry() {
+  return {"train a reward model (a score head on a backbone) on preference pairs", reward_model_schema,
+          [] { return std::make_unique<RewardModelPipeline>(); }};
+}
+
+}  // namespace nurture
