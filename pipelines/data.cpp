@@ -227,7 +227,8 @@ bool shard_is_current(const fs::path& dir, const Tokenizer& tokenizer, const Pre
   }
 }
 
-ShardIndex prepare_token_shard(const fs::path& dir, const Tokenizer& tokenizer, const PrepareOptions& o) {
+static ShardIndex write_token_shard(const fs::path& dir, const fs::path& tmp, const Tokenizer& tokenizer,
+                                   const PrepareOptions& o) {
   if (o.inputs.empty()) throw std::runtime_error("prepare: no input files");
   ShardIndex index;
   index.vocab_size = tokenizer.vocab_size();
@@ -237,8 +238,6 @@ ShardIndex prepare_token_shard(const fs::path& dir, const Tokenizer& tokenizer, 
   const int64_t eot = tokenizer.eot_id();
   if (eot < 0) throw std::runtime_error(tokenizer.source() + ": the tokenizer has no <|endoftext|> token");
 
-  const fs::path tmp = dir.string() + ".tmp";
-  fs::remove_all(tmp);
   fs::create_directories(tmp);
   std::ofstream out(tmp / "tokens.bin", std::ios::binary);
   auto write_document = [&](const std::string& text) {
@@ -288,6 +287,17 @@ ShardIndex prepare_token_shard(const fs::path& dir, const Tokenizer& tokenizer, 
   fs::remove_all(dir);
   fs::rename(tmp, dir);
   return index;
+}
+
+ShardIndex prepare_token_shard(const fs::path& dir, const Tokenizer& tokenizer, const PrepareOptions& o) {
+  const fs::path tmp = dir.string() + ".tmp";
+  fs::remove_all(tmp);
+  try {
+    return write_token_shard(dir, tmp, tokenizer, o);
+  } catch (...) {
+    fs::remove_all(tmp);  // a failed preparation leaves the previous shard (if any) untouched
+    throw;
+  }
 }
 
 TokenShard::TokenShard(const fs::path& dir) : index_(read_index(dir)) {

@@ -56,7 +56,11 @@ void add_init_from_field(Schema& s, const std::string& key, std::vector<std::str
 // ---- where models and tokenizers come from ---------------------------------------------------------
 
 fs::path model_dir_of(const StageContext& ctx, const std::string& key) {
-  const fs::path dir = ctx.resolve_ref(key);
+  return model_dir_of(ctx, key, ctx.settings.get_string(key));
+}
+
+fs::path model_dir_of(const StageContext& ctx, const std::string& key, const std::string& ref) {
+  const fs::path dir = ctx.resolve_ref(key, ref);
   if (fs::exists(dir / "model" / "config.json")) return dir / "model";
   if (fs::exists(dir / "config.json")) return dir;
   throw std::runtime_error(ctx.settings.where(key) + ": " + dir.string() +

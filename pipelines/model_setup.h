@@ -33,6 +33,8 @@ void add_init_from_field(Schema& schema, const std::string& key, std::vector<std
 // The model directory a stage reference or path points to: <stage>/model when the stage wrote
 // one, else the directory itself. Throws naming the setting when it holds no model.
 std::filesystem::path model_dir_of(const StageContext& ctx, const std::string& key);
+// The same for one item `ref` of a list-of-stages setting `key`.
+std::filesystem::path model_dir_of(const StageContext& ctx, const std::string& key, const std::string& ref);
 
 // The stage's tokenizer (see add_model_fields).
 Tokenizer stage_tokenizer(const StageContext& ctx);

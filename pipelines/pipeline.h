@@ -34,6 +34,8 @@ struct StageContext {
 
   // The directory a stage reference names: an earlier stage's output, or a directory path.
   std::filesystem::path resolve_ref(const std::string& key) const;
+  // The same for one value `ref` of the setting `key` (items of a list of stages).
+  std::filesystem::path resolve_ref(const std::string& key, const std::string& ref) const;
 };
 
 class Pipeline {

@@ -375,12 +375,15 @@ int run_recipe(const Recipe& recipe, const RunOptions& options) {
     });
     for (const auto& field : schema->fields()) {
       if (field.type != FieldType::StageRef || !settings.has(field.key)) continue;
-      const std::string ref = settings.get_string(field.key);
-      const bool is_stage = std::any_of(recipe.stages.begin(), recipe.stages.end(),
-                                        [&](const StagePlan& s) { return s.name == ref; });
-      if (is_stage && !stage_dirs.count(ref))
-        missing = settings.where(field.key) + ": stage '" + ref + "' has not completed in " +
-                  out_dir.string() + " (run it first, or run without --only/--from)";
+      const auto refs = field.list ? settings.get_string_list(field.key)
+                                   : std::vector<std::string>{settings.get_string(field.key)};
+      for (const auto& ref : refs) {
+        const bool is_stage = std::any_of(recipe.stages.begin(), recipe.stages.end(),
+                                          [&](const StagePlan& s) { return s.name == ref; });
+        if (is_stage && !stage_dirs.count(ref))
+          missing = settings.where(field.key) + ": stage '" + ref + "' has not completed in " +
+                    out_dir.string() + " (run it first, or run without --only/--from)";
+      }
     }
     if (!missing.empty()) {
       result.status = "failed";

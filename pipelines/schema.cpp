@@ -174,7 +174,7 @@ static void validate_value(const Field& f, const ConfigNode& n, const std::strin
     ctx.errors.push_back(n.where().str() + ": " + path + ": " + what);
   };
   const bool scalar_type = f.type != FieldType::Section && f.type != FieldType::StringList &&
-                           f.type != FieldType::Any;
+                           f.type != FieldType::Any && !(f.type == FieldType::StageRef && f.list);
   if (scalar_type && !n.is_scalar()) {
     fail("expected a single value, got " + std::string(n.kind_name()));
     return;
@@ -233,23 +233,37 @@ static void validate_value(const Field& f, const ConfigNode& n, const std::strin
       f.section->validate(n, path, ctx);
       return;
     case FieldType::StageRef: {
-      const std::string& name = n.text();
-      for (const auto& [stage, pipeline] : ctx.earlier_stages) {
-        if (stage != name) continue;
-        if (!f.choices.empty() && !pipeline.empty() &&
-            std::find(f.choices.begin(), f.choices.end(), pipeline) == f.choices.end())
-          fail("stage '" + name + "' runs pipeline '" + pipeline + "', expected a stage running " +
-               join(f.choices, " or "));
-        return;
+      auto check_ref = [&](const ConfigNode& item) {
+        auto fail_item = [&](const std::string& what) {
+          ctx.errors.push_back(item.where().str() + ": " + path + ": " + what);
+        };
+        if (!item.is_scalar()) return fail_item("expected a stage name, got " + std::string(item.kind_name()));
+        const std::string& name = item.text();
+        for (const auto& [stage, pipeline] : ctx.earlier_stages) {
+          if (stage != name) continue;
+          if (!f.choices.empty() && !pipeline.empty() &&
+              std::find(f.choices.begin(), f.choices.end(), pipeline) == f.choices.end())
+            fail_item("stage '" + name + "' runs pipeline '" + pipeline + "', expected a stage running " +
+                      join(f.choices, " or "));
+          return;
+        }
+        if (f.allow_path && std::filesystem::exists(name)) return;
+        std::vector<std::string> names;
+        for (const auto& s : ctx.earlier_stages) names.push_back(s.first);
+        std::string hint = did_you_mean(name, names);
+        fail_item("'" + name + "' names no earlier stage" + (f.allow_path ? " and no existing path" : "") +
+                  (names.empty() ? " (there are none before this one)" : " (earlier: " + join(names) + ")") +
+                  (hint.empty() ? "" : "; " + hint));
+      };
+      if (!f.list) {
+        check_ref(n);
+      } else if (n.is_sequence()) {
+        for (const auto& item : n.items()) check_ref(item);
+      } else if (n.is_scalar()) {
+        check_ref(n);
+      } else {
+        fail("expected a list of stages, got " + std::string(n.kind_name()));
       }
-      if (f.allow_path && std::filesystem::exists(name)) return;
-      std::vector<std::string> names;
-      for (const auto& s : ctx.earlier_stages) names.push_back(s.first);
-      std::string hint = did_you_mean(name, names);
-      fail("'" + name + "' names no earlier stage" +
-           (f.allow_path ? " and no existing path" : "") +
-           (names.empty() ? " (there are none before this one)" : " (earlier: " + join(names) + ")") +
-           (hint.empty() ? "" : "; " + hint));
       return;
     }
     case FieldType::Any:
@@ -321,7 +335,9 @@ static const char* type_name(const Field& f) {
     case FieldType::Enum: return "choice";
     case FieldType::StringList: return "list of strings";
     case FieldType::Section: return "section";
-    case FieldType::StageRef: return f.allow_path ? "stage or directory" : "stage";
+    case FieldType::StageRef:
+      return f.list ? (f.allow_path ? "list of stages or paths" : "list of stages")
+                    : (f.allow_path ? "stage or path" : "stage");
     case FieldType::Any: return "any";
   }
   return "?";

@@ -40,7 +40,8 @@ struct Field {
   bool min_exclusive = false;
   std::vector<std::string> choices;                // Enum; StageRef: allowed pipelines (empty = any)
   bool allow_auto = false;                         // Int: the word "auto" is also accepted
-  bool allow_path = false;                         // StageRef: a directory path is also accepted
+  bool allow_path = false;                         // StageRef: an existing path is also accepted
+  bool list = false;                               // StageRef: a list of them (`models: [sft, ppo]`)
   std::shared_ptr<const Schema> section;           // Section
   // Extra check on a scalar that passed the type check; returns an error text or "".
   std::function<std::string(const ConfigNode&)> check;
@@ -51,6 +52,7 @@ struct Field {
   Field& at_most(double v) { max = v; return *this; }
   Field& or_auto() { allow_auto = true; return *this; }
   Field& or_path() { allow_path = true; return *this; }
+  Field& as_list() { list = true; return *this; }
   Field& from_pipelines(std::vector<std::string> names) { choices = std::move(names); return *this; }
   Field& must_be_required() { required = true; has_default = false; return *this; }
   Field& checked(std::function<std::string(const ConfigNode&)> f) { check = std::move(f); return *this; }

@@ -93,6 +93,9 @@ class SftPipeline : public Pipeline {
     }
   }
 
+  // Padding is masked out; a tokenizer without a pad token (Llama 2's) pads with id 0.
+  int64_t pad_id() const { return std::max<int64_t>(tokenizer_->pad_id(), 0); }
+
   torch::Tensor forward_loss(const PaddedBatch& b, torch::Tensor* count) {
     // ids: [B, T] -> logits [B, T, V]; loss on the assistant tokens only
     LMLoss loss = lm_loss(model_->forward(b.ids, b.attention_mask), b.ids, b.loss_mask);
@@ -103,7 +106,7 @@ class SftPipeline : public Pipeline {
   MicroBatch micro_step(const StageContext& ctx, TrainingState& state, ShuffledOrder& order, int64_t batch) {
     std::vector<const TokenizedExample*> examples;
     for (int64_t i = 0; i < batch; ++i) examples.push_back(&train_.examples[order.at(state.data_position++)]);
-    PaddedBatch b = right_pad(examples, tokenizer_->pad_id(), ctx.run.device);
+    PaddedBatch b = right_pad(examples, pad_id(), ctx.run.device);
     torch::Tensor count;
     torch::Tensor sum = forward_loss(b, &count);
     return {sum, count, b.tokens, {}};
@@ -119,7 +122,7 @@ class SftPipeline : public Pipeline {
       std::vector<const TokenizedExample*> examples;
       for (int64_t i = first; i < std::min(n, first + batch); ++i) examples.push_back(&val_.examples[i]);
       torch::Tensor c;
-      sum += forward_loss(right_pad(examples, tokenizer_->pad_id(), device), &c).to(torch::kCPU, torch::kFloat64);
+      sum += forward_loss(right_pad(examples, pad_id(), device), &c).to(torch::kCPU, torch::kFloat64);
       count += c.to(torch::kCPU, torch::kFloat64);
     }
     const double val_loss = (sum / count.clamp_min(1)).item<double>();

@@ -324,6 +324,7 @@ json Trainer::fit(const MicroStep& micro_step, const Evaluate& evaluate) {
                     {"grad_norm", grad_norm.item<double>()},
                     {"tokens_per_s", elapsed > 0 ? tokens_since_log / elapsed : 0.0}};
       for (auto& [k, v] : sums_acc) last_train[k] = v.item<double>() / std::max(units, 1.0);
+      state_.extra["last_train"] = last_train;  // a run resumed at its end still reports it
       json record = last_train;
       record["step"] = state_.step;
       record["split"] = "train";
@@ -354,6 +355,7 @@ json Trainer::fit(const MicroStep& micro_step, const Evaluate& evaluate) {
   if (last_eval_step != state_.step) run_eval();  // resumed at the end: evaluate once more
 
   json result = last_eval;
+  if (last_train.empty()) last_train = state_.extra.value("last_train", json::object());
   for (const auto& [k, v] : last_train.items()) result["train_" + k] = v;
   result["steps"] = state_.step;
   result["tokens"] = state_.tokens;
