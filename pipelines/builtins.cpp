@@ -32,6 +32,7 @@ void register_builtins(Registries& r) {
   r.pipelines.add("tokenizer", tokenizer_pipeline_entry());
   r.pipelines.add("pretrain", pretrain_pipeline_entry());
   r.pipelines.add("sft", sft_pipeline_entry());
+  r.pipelines.add("eval", eval_pipeline_entry());
   r.pipelines.add("reward_model", reward_model_pipeline_entry());
   r.pipelines.add("dpo", dpo_pipeline_entry());
   r.pipelines.add("ppo", ppo_pipeline_entry());
