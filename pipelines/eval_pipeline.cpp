@@ -98,7 +98,7 @@ class EvalPipeline : public Pipeline {
       for (const auto& [k, v] : icl.items()) comparison[m.name][k] = v;
     }
 
-    print_table(ctx, comparison);
+    print_table(ctx, models, comparison);
     print_samples(ctx, models, answers);
     json metrics = {{"summary", {{"comparison", comparison}}}};
     for (const auto& [model, row] : comparison.items())
@@ -309,7 +309,8 @@ class EvalPipeline : public Pipeline {
 
   // ---- output -------------------------------------------------------------------------------------
 
-  void print_table(const StageContext& ctx, const json& comparison) const {
+  // Rows in the order the recipe lists the models (the JSON object sorts its keys).
+  void print_table(const StageContext& ctx, const std::vector<NamedModel>& models, const json& comparison) const {
     std::vector<std::string> columns;
     for (const auto& [model, row] : comparison.items())
       for (const auto& [k, v] : row.items())
@@ -319,7 +320,9 @@ class EvalPipeline : public Pipeline {
     for (const auto& c : columns) out << std::right << std::setw(std::max<int>(12, c.size() + 2)) << c;
     log_line(ctx.name, "comparison");
     log_line(ctx.name, out.str());
-    for (const auto& [model, row] : comparison.items()) {
+    for (const auto& m : models) {
+      const std::string& model = m.name;
+      const json& row = comparison[model];
       std::ostringstream line;
       line << std::left << std::setw(12) << model;
       for (const auto& c : columns)
