@@ -2,8 +2,12 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "tests/test_util.h"
+
 int main(int argc, char** argv) {
   ::testing::InitGoogleTest(&argc, argv);
   torch::set_num_threads(2);
-  return RUN_ALL_TESTS();
+  const int result = RUN_ALL_TESTS();
+  if (result == 0) std::filesystem::remove_all(nurture::testing::process_scratch_root());
+  return result;
 }

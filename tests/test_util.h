@@ -27,8 +27,15 @@ inline std::filesystem::path binary_dir() { return kBinaryDir; }
 inline std::filesystem::path nurture_binary() { return kBinaryDir + std::string("/nurture"); }
 
 // A fresh, empty directory under the build tree for one test's files.
+// This process's scratch area: ctest runs tests as parallel processes, and suites that share a
+// directory (a tokenizer trained once per suite) must not delete each other's. main() removes
+// it when every test passed, and leaves it for inspection otherwise.
+inline std::filesystem::path process_scratch_root() {
+  return binary_dir() / "test_scratch" / std::to_string(::getpid());
+}
+
 inline std::filesystem::path scratch_dir(const std::string& name) {
-  auto dir = binary_dir() / "test_scratch" / name;
+  auto dir = process_scratch_root() / name;
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   return dir;
