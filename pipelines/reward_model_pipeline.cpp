@@ -15,6 +15,7 @@
 #include "pipelines/data.h"
 #include "pipelines/log.h"
 #include "pipelines/model_setup.h"
+#include "pipelines/preference_data.h"
 #include "pipelines/trainer.h"
 
 namespace nurture {
@@ -46,79 +47,6 @@ std::shared_ptr<const Schema> reward_model_schema() {
   d.eval_every = 50;
   add_training_fields(*s, d);
   return s;
-}
-
-// ---- preference pairs as tokens ---------------------------------------------------------------------
-
-// Both sides of a pair rendered as prompt + reply; loss_mask is 1 on the final reply only (its
-// content and closing token), not on assistant turns inside the prompt.
-struct TokenizedPair {
-  TokenizedExample chosen, rejected;
-};
-
-struct PreferenceData {
-  std::vector<TokenizedPair> pairs;
-  int64_t truncated = 0;  // lost the start of their prompt to fit max_length
-  int64_t dropped = 0;    // a reply's turn alone was longer than max_length
-  ReadStats stats;
-};
-
-// prompt + reply through the template; false when the reply's turn alone exceeds max_length,
-// else the start of the prompt is cut until the whole fits (*truncated set).
-bool render_side(const ChatTemplate& chat_template, const Tokenizer& tokenizer,
-                 const std::vector<Message>& prompt, const std::string& reply, int64_t max_length,
-                 TokenizedExample* out, bool* truncated) {
-  std::vector<Message> messages = prompt;
-  messages.push_back({"assistant", reply});
-  RenderedChat chat = chat_template.render(tokenizer, messages, /*add_generation_prompt=*/false);
-  const auto prompt_ids = chat_template.render(tokenizer, prompt, /*add_generation_prompt=*/false).ids;
-  if (prompt_ids.size() > chat.ids.size() ||
-      !std::equal(prompt_ids.begin(), prompt_ids.end(), chat.ids.begin()))
-    throw std::logic_error("chat template '" + chat_template.name() +
-                           "' renders a prompt differently on its own than before a reply");
-  std::fill(chat.loss_mask.begin(), chat.loss_mask.begin() + prompt_ids.size(), 0);
-  const auto length = static_cast<int64_t>(chat.ids.size());
-  const auto reply_length = length - static_cast<int64_t>(prompt_ids.size());
-  if (reply_length >= max_length) return false;
-  if (length > max_length) {
-    chat.ids.erase(chat.ids.begin(), chat.ids.end() - max_length);
-    chat.loss_mask.erase(chat.loss_mask.begin(), chat.loss_mask.end() - max_length);
-    *truncated = true;
-  }
-  *out = {std::move(chat.ids), std::move(chat.loss_mask)};
-  return true;
-}
-
-PreferenceData load_preference_data(const fs::path& file, const Tokenizer& tokenizer,
-                                    const ChatTemplate& chat_template, int64_t max_length,
-                                    bool skip_bad_lines) {
-  PreferenceData data;
-  for (const auto& example : load_preferences(file, skip_bad_lines, &data.stats)) {
-    TokenizedPair pair;
-    bool truncated = false;
-    if (!render_side(chat_template, tokenizer, example.prompt, example.chosen, max_length, &pair.chosen,
-                     &truncated) ||
-        !render_side(chat_template, tokenizer, example.prompt, example.rejected, max_length,
-                     &pair.rejected, &truncated)) {
-      ++data.dropped;
-      continue;
-    }
-    data.truncated += truncated;
-    data.pairs.push_back(std::move(pair));
-  }
-  if (data.pairs.empty())
-    throw std::runtime_error(file.string() + ": no pair fits max_length " + std::to_string(max_length) +
-                             " (" + std::to_string(data.dropped) + " dropped as too long)");
-  return data;
-}
-
-// B pairs as one [2B, T] batch: rows [0, B) the chosen sides, [B, 2B) the rejected ones.
-PaddedBatch pair_batch(const std::vector<const TokenizedPair*>& pairs, int64_t pad_id,
-                       const torch::Device& device) {
-  std::vector<const TokenizedExample*> sides;
-  for (const auto* p : pairs) sides.push_back(&p->chosen);
-  for (const auto* p : pairs) sides.push_back(&p->rejected);
-  return right_pad(sides, pad_id, device);
 }
 
 // ---- the stage --------------------------------------------------------------------------------------

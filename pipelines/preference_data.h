@@ -1,0 +1,42 @@
+// Preference pairs as tokens, shared by the stages that train on them (reward_model, dpo): each
+// side rendered as prompt + reply through the chat template, cut to max_length, and batched as
+// [2B, T] (chosen rows first).
+#pragma once
+#include <torch/types.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <vector>
+
+#include "modules/chat_template.h"
+#include "modules/tokenizer.h"
+#include "pipelines/batch.h"
+#include "pipelines/data.h"
+
+namespace nurture {
+
+// Both sides of a pair rendered as prompt + reply; loss_mask is 1 on the final reply only (its
+// content and closing token), not on assistant turns inside the prompt.
+struct TokenizedPair {
+  TokenizedExample chosen, rejected;
+};
+
+struct PreferenceData {
+  std::vector<TokenizedPair> pairs;
+  int64_t truncated = 0;  // lost the start of their prompt to fit max_length
+  int64_t dropped = 0;    // a reply's turn alone was longer than max_length
+  ReadStats stats;
+};
+
+// Reads {prompt, chosen, rejected} JSONL and renders every pair. A pair whose reply alone exceeds
+// max_length is dropped; otherwise the start of the prompt is cut until it fits. No usable pair:
+// std::runtime_error naming the file.
+PreferenceData load_preference_data(const std::filesystem::path& file, const Tokenizer& tokenizer,
+                                    const ChatTemplate& chat_template, int64_t max_length,
+                                    bool skip_bad_lines);
+
+// B pairs as one [2B, T] batch: rows [0, B) the chosen sides, [B, 2B) the rejected ones.
+PaddedBatch pair_batch(const std::vector<const TokenizedPair*>& pairs, int64_t pad_id,
+                       const torch::Device& device);
+
+}  // namespace nurture
