@@ -680,17 +680,24 @@ torch::Tensor TransformerImpl::hidden_states(const torch::Tensor& idx, const tor
   }
   const auto device = idx.device();
 
-  // Key padding mask and position ids.
-  torch::Tensor key_mask;  // bool [B, S]
+  // Key padding mask, segments and position ids. The mask's values are segment ids: 0 is padding;
+  // a token attends only to tokens of its own segment, and positions count from the segment's first
+  // real token. A 0/1 mask is one segment per row (padding anywhere); packed rows number their
+  // documents 1, 2, 3, ... so that they do not see each other.
+  torch::Tensor key_mask;       // bool [B, S]
+  torch::Tensor same_segment;   // bool [B, T, S]: query t and key s share a segment
+  torch::Tensor positions;      // [B, T] int64
   if (attention_mask.defined()) {
     TORCH_CHECK(attention_mask.dim() == 2 && attention_mask.size(0) == B && attention_mask.size(1) == S,
                 "attention_mask must be [B, cache length + T] = [", B, ", ", S, "], got ",
                 attention_mask.sizes());
-    key_mask = attention_mask.to(device) != 0;
-  }
-  torch::Tensor positions;  // [B, T] int64
-  if (key_mask.defined()) {
-    positions = (key_mask.to(torch::kLong).cumsum(1) - 1).clamp_min(0).narrow(1, past, T);
+    const auto segments = attention_mask.to(device, torch::kLong);  // [B, S]
+    key_mask = segments != 0;
+    const auto query_segments = segments.narrow(1, past, T).unsqueeze(2);  // [B, T, 1]
+    same_segment = segments.unsqueeze(1) == query_segments;                // [B, T, S]
+    // real tokens before each query, less those of earlier segments
+    const auto earlier = (segments.unsqueeze(1) < query_segments).logical_and(key_mask.unsqueeze(1));
+    positions = (key_mask.to(torch::kLong).cumsum(1).narrow(1, past, T) - 1 - earlier.sum(-1)).clamp_min(0);
   } else {
     positions = torch::arange(past, S, torch::TensorOptions().dtype(torch::kLong).device(device))
                     .unsqueeze(0)
@@ -715,8 +722,8 @@ torch::Tensor TransformerImpl::hidden_states(const torch::Tensor& idx, const tor
     sin = emb.sin().to(x.scalar_type());
   }
 
-  // Attention mask: causal AND key padding, OR the diagonal (so padding queries attend to
-  // themselves and no row is empty). Without padding: is_causal (flash kernels) for a fresh
+  // Attention mask: causal AND real key AND same segment, OR the diagonal (so padding queries
+  // attend to themselves and no row is empty). Without padding: is_causal (flash kernels) for a fresh
   // sequence, nothing for one new token after a cache.
   torch::Tensor mask;  // bool [B or 1, 1, T, S]
   bool is_causal = false;
@@ -728,7 +735,9 @@ torch::Tensor TransformerImpl::hidden_states(const torch::Tensor& idx, const tor
     auto key_pos = torch::arange(0, S, lopt).unsqueeze(0);       // [1, S]
     auto allowed = (key_pos <= query_pos).unsqueeze(0);          // [1, T, S]
     if (key_mask.defined()) {
-      allowed = allowed.logical_and(key_mask.unsqueeze(1)).logical_or((key_pos == query_pos).unsqueeze(0));
+      allowed = allowed.logical_and(key_mask.unsqueeze(1))
+                    .logical_and(same_segment)
+                    .logical_or((key_pos == query_pos).unsqueeze(0));
     }
     mask = allowed.unsqueeze(1);
   }

@@ -240,8 +240,9 @@ class TransformerImpl : public torch::nn::Cloneable<TransformerImpl> {
   void reset_parameters();  // GPT-2 init (see transformer.cpp)
 
   // idx: [B, T] int64; attention_mask: [B, S] with S = cache length + T (1 = real token,
-  // 0 = padding; any dtype), or undefined (= all real). Position ids come from the mask
-  // (cumsum - 1), so left padding is handled. With a cache, appends this call's K/V and attends to
+  // 0 = padding; any integer dtype), or undefined (= all real). Position ids come from the mask
+  // (counting real tokens), so left padding is handled. Packed rows give each document its own
+  // id (1, 2, 3, ...): documents then neither attend to each other nor share positions. With a cache, appends this call's K/V and attends to
   // every cached position, then advances the cache by T.
   // -> hidden states after the final norm [B, T, C]
   torch::Tensor hidden_states(const torch::Tensor& idx, const torch::Tensor& attention_mask = {},

@@ -23,7 +23,7 @@ PaddedBatch right_pad(const std::vector<const TokenizedExample*>& examples, int6
     const TokenizedExample& e = *examples[i];
     for (size_t j = 0; j < e.ids.size(); ++j) {
       ids_a[i][j] = e.ids[j];
-      attention_a[i][j] = 1;
+      attention_a[i][j] = e.segments.empty() ? 1 : e.segments[j];
       loss_a[i][j] = j < e.loss_mask.size() ? e.loss_mask[j] : 0;
     }
     batch.tokens += static_cast<int64_t>(e.ids.size());
@@ -32,6 +32,30 @@ PaddedBatch right_pad(const std::vector<const TokenizedExample*>& examples, int6
   batch.attention_mask = attention.to(device);
   batch.loss_mask = loss.to(device);
   return batch;
+}
+
+std::vector<TokenizedExample> pack_examples(const std::vector<TokenizedExample>& examples, int64_t length) {
+  TORCH_CHECK(length > 0, "pack_examples: length must be positive, got ", length);
+  std::vector<TokenizedExample> rows;
+  TokenizedExample row;
+  int32_t segment = 0;
+  for (const TokenizedExample& e : examples) {
+    TORCH_CHECK(static_cast<int64_t>(e.ids.size()) <= length, "pack_examples: an example of ", e.ids.size(),
+                " tokens does not fit in rows of ", length);
+    if (static_cast<int64_t>(row.ids.size() + e.ids.size()) > length) {
+      rows.push_back(std::move(row));
+      row = TokenizedExample{};
+      segment = 0;
+    }
+    ++segment;
+    row.ids.insert(row.ids.end(), e.ids.begin(), e.ids.end());
+    // A document's first token has nothing of its own before it: never a target (as in a row alone).
+    for (size_t j = 0; j < e.ids.size(); ++j)
+      row.loss_mask.push_back(j > 0 && j < e.loss_mask.size() ? e.loss_mask[j] : 0);
+    row.segments.insert(row.segments.end(), e.ids.size(), segment);
+  }
+  if (!row.ids.empty()) rows.push_back(std::move(row));
+  return rows;
 }
 
 }  // namespace nurture

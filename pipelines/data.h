@@ -61,10 +61,12 @@ struct ChatDataOptions {
   bool skip_bad_lines = false;
 };
 
-// One rendered conversation: ids and the assistant-only loss mask (same length).
+// One rendered conversation: ids and the assistant-only loss mask (same length). A packed row
+// (see pack_examples in batch.h) holds several, numbered 1, 2, ... in `segments`.
 struct TokenizedExample {
   std::vector<int64_t> ids;
   std::vector<uint8_t> loss_mask;
+  std::vector<int32_t> segments;  // empty: one conversation
 };
 
 struct ChatData {

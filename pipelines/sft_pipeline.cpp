@@ -31,6 +31,8 @@ std::shared_ptr<const Schema> sft_schema() {
   s->add_int("max_length", 0, "tokens per conversation (0 = the model's block_size)").at_least(0);
   s->add_enum("truncation", "right", {"right", "drop"},
               "too-long conversations: cut at max_length, or leave them out");
+  s->add_bool("packing", false, "pack several conversations into each row of max_length tokens "
+                                "(kept apart by attention and positions) instead of padding each");
   s->add_bool("skip_bad_lines", false, "skip (and count) malformed lines instead of stopping");
   add_model_fields(*s, {"pretrain", "sft"});
   TrainingDefaults d;
@@ -59,7 +61,8 @@ class SftPipeline : public Pipeline {
     json metrics = trainer.fit(
         [&](TrainingState& state) { return micro_step(ctx, state, order, batch); },
         [&] { return evaluate(batch, s.get_int("eval_batches")); });
-    metrics["train_examples"] = train_.examples.size();
+    metrics["train_examples"] = conversations_;
+    if (s.get_bool("packing")) metrics["packed_rows"] = train_.examples.size();
     metrics["truncated"] = train_.truncated;
     metrics["dropped"] = train_.dropped;
     metrics["skipped_lines"] = train_.stats.skipped;
@@ -87,6 +90,21 @@ class SftPipeline : public Pipeline {
     log_line(ctx.name, "data: " + std::to_string(train_.examples.size()) + " conversations (" +
                            std::to_string(train_.truncated) + " truncated, " + std::to_string(train_.dropped) +
                            " dropped, " + std::to_string(train_.stats.skipped) + " bad lines skipped)");
+    conversations_ = static_cast<int64_t>(train_.examples.size());
+    if (s.get_bool("packing")) {
+      // Pack in a seeded random order, once: rows then play the part of examples.
+      std::vector<TokenizedExample> shuffled;
+      ShuffledOrder order(static_cast<uint64_t>(ctx.run.seed) + 1, conversations_);
+      for (int64_t i = 0; i < conversations_; ++i) shuffled.push_back(train_.examples[order.at(i)]);
+      int64_t tokens = 0;
+      for (const auto& e : shuffled) tokens += static_cast<int64_t>(e.ids.size());
+      train_.examples = pack_examples(shuffled, o.max_length);
+      const double fill = static_cast<double>(tokens) /
+                          static_cast<double>(o.max_length * static_cast<int64_t>(train_.examples.size()));
+      log_line(ctx.name, "packed into " + std::to_string(train_.examples.size()) + " rows of " +
+                             std::to_string(o.max_length) + " tokens, " +
+                             std::to_string(static_cast<int>(fill * 100 + 0.5)) + "% filled");
+    }
     if (!s.get_string("val").empty()) {
       val_ = load_chat_data(s.get_string("val"), *tokenizer_, *template_, o);
       log_line(ctx.name, "held out: " + std::to_string(val_.examples.size()) + " conversations");
@@ -133,6 +151,7 @@ class SftPipeline : public Pipeline {
   Transformer model_{nullptr};
   std::shared_ptr<const ChatTemplate> template_;
   ChatData train_, val_;
+  int64_t conversations_ = 0;
 };
 
 }  // namespace

@@ -171,6 +171,38 @@ TEST_F(TransformerTest, PaddedLogitsEqualUnpaddedLogits) {
   }
 }
 
+// Packing: documents numbered 1, 2, 3 in one row (then padding) give each document the logits it
+// gets alone, for learned (gpt2) and rotary (llama) positions.
+TEST_F(TransformerTest, PackedDocumentsEqualDocumentsAlone) {
+  torch::NoGradGuard no_grad;
+  for (const auto& options : {tiny_gpt2(), tiny_llama()}) {
+    auto model = make_double(options);
+    std::vector<torch::Tensor> docs = {torch::randint(1, 97, {6}), torch::randint(1, 97, {4}),
+                                       torch::randint(1, 97, {9})};
+    auto idx = torch::zeros({1, 22}, torch::kLong);
+    auto segments = torch::zeros({1, 22}, torch::kLong);
+    int64_t at = 0;
+    for (size_t d = 0; d < docs.size(); ++d) {
+      const int64_t n = docs[d].size(0);
+      idx[0].narrow(0, at, n).copy_(docs[d]);
+      segments[0].narrow(0, at, n).fill_(static_cast<int64_t>(d) + 1);
+      at += n;
+    }
+    auto packed = model->forward(idx, segments).squeeze(0);  // [22, V]
+    ASSERT_FALSE(packed.isnan().any().item<bool>());
+    at = 0;
+    for (size_t d = 0; d < docs.size(); ++d) {
+      const int64_t n = docs[d].size(0);
+      auto alone = model->forward(docs[d].unsqueeze(0)).squeeze(0);
+      EXPECT_LE(max_abs(packed.narrow(0, at, n) - alone), 1e-10) << options.position() << ", document " << d;
+      at += n;
+    }
+    // The same row read as one document (a 0/1 mask) is not the same: the test can tell.
+    auto unpacked = model->forward(idx, (segments != 0).to(torch::kLong)).squeeze(0);
+    EXPECT_GT(max_abs(unpacked.narrow(0, 6, 4) - packed.narrow(0, 6, 4)), 1e-3) << options.position();
+  }
+}
+
 TEST_F(TransformerTest, FullyPaddedRowGivesNoNaNAndNoGradientNaN) {
   auto model = make_double(tiny_llama());
   auto idx = torch::randint(0, 97, {2, 6});
