@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 #include <torch/version.h>
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/autocast_mode.h>
 
 #include <cstdint>
 #include <mutex>
@@ -44,6 +45,59 @@ inline at::Generator make_generator(uint64_t seed, const torch::Device& device) 
   generator.set_current_seed(seed);
   return generator;
 }
+
+// Mixed precision: while alive, the ops autocast knows (matrix products, attention) on `device`'s
+// type compute in `dtype` (kBFloat16 or kHalf) while parameters stay fp32; the previous state is
+// restored on destruction. kFloat (or kDouble) leaves everything as it is.
+class AutocastGuard {
+ public:
+  AutocastGuard(const torch::Device& device, at::ScalarType dtype)
+      : type_(device.type()), active_(dtype == at::kBFloat16 || dtype == at::kHalf) {
+    if (!active_) return;
+    was_enabled_ = enabled(type_);
+    was_dtype_ = get_dtype(type_);
+    set(type_, true, dtype);
+    at::autocast::increment_nesting();
+  }
+  ~AutocastGuard() {
+    if (!active_) return;
+    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+    set(type_, was_enabled_, was_dtype_);
+  }
+  AutocastGuard(const AutocastGuard&) = delete;
+  AutocastGuard& operator=(const AutocastGuard&) = delete;
+
+ private:
+#if NURTURE_TORCH_AT_LEAST(2, 4)
+  static bool enabled(c10::DeviceType t) { return at::autocast::is_autocast_enabled(t); }
+  static at::ScalarType get_dtype(c10::DeviceType t) { return at::autocast::get_autocast_dtype(t); }
+  static void set(c10::DeviceType t, bool on, at::ScalarType dtype) {
+    at::autocast::set_autocast_enabled(t, on);
+    at::autocast::set_autocast_dtype(t, dtype);
+  }
+#else
+  static bool enabled(c10::DeviceType t) {
+    return t == c10::DeviceType::CPU ? at::autocast::is_cpu_enabled() : at::autocast::is_enabled();
+  }
+  static at::ScalarType get_dtype(c10::DeviceType t) {
+    return t == c10::DeviceType::CPU ? at::autocast::get_autocast_cpu_dtype()
+                                     : at::autocast::get_autocast_gpu_dtype();
+  }
+  static void set(c10::DeviceType t, bool on, at::ScalarType dtype) {
+    if (t == c10::DeviceType::CPU) {
+      at::autocast::set_cpu_enabled(on);
+      at::autocast::set_autocast_cpu_dtype(dtype);
+    } else {
+      at::autocast::set_enabled(on);
+      at::autocast::set_autocast_gpu_dtype(dtype);
+    }
+  }
+#endif
+  c10::DeviceType type_;
+  bool active_;
+  bool was_enabled_ = false;
+  at::ScalarType was_dtype_ = at::kFloat;
+};
 
 // Version string of the LibTorch in use, for logs and summary.json.
 inline std::string torch_version() { return TORCH_VERSION; }

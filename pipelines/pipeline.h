@@ -20,8 +20,10 @@ struct RunSettings {
   torch::Device device = torch::kCPU;
   int64_t seed = 0;
   int threads = 1;
-  std::string precision = "fp32";
+  std::string precision = "fp32";   // "fp32" | "bf16" (autocast around every stage; see runner)
   std::filesystem::path output_dir;
+
+  torch::ScalarType compute_dtype() const { return precision == "bf16" ? torch::kBFloat16 : torch::kFloat; }
 };
 
 struct StageContext {

@@ -32,8 +32,9 @@ std::shared_ptr<const Schema> run_schema() {
   s->add_int("seed", 0, "seed for every random number generator").at_least(0);
   s->add_int("threads", 1, "intra-op CPU threads; auto = all cores").or_auto().at_least(1)
       .default_value = "auto";
-  s->add_enum("precision", "fp32", {"fp32", "bf16", "fp16"},
-              "compute precision (bf16/fp16 autocast on CUDA; master weights stay fp32)");
+  s->add_enum("precision", "fp32", {"fp32", "bf16"},
+              "compute precision: bf16 runs matrix products and attention in bfloat16 (autocast, "
+              "CPU or CUDA) while weights, optimizer state and losses stay fp32");
   s->add_string("output_dir", "", "where stages write their outputs; default runs/<recipe name>");
   s->add_string_list("plugins", "shared libraries that register extra components");
   s->add_any("stages", "the ordered stages: name -> {pipeline: NAME, ...settings}").must_be_required();
@@ -403,6 +404,8 @@ int run_recipe(const Recipe& recipe, const RunOptions& options) {
     const auto start = std::chrono::steady_clock::now();
     try {
       auto pipeline = registries().pipelines.get(stage.pipeline).create();
+      // precision bf16: every forward pass of the stage autocasts; weights stay fp32.
+      compat::AutocastGuard autocast(ctx.run.device, ctx.run.compute_dtype());
       result.metrics = pipeline->run(ctx);
       result.status = "done";
     } catch (const StageInterrupted& e) {

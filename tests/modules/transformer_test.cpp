@@ -203,6 +203,28 @@ TEST_F(TransformerTest, PackedDocumentsEqualDocumentsAlone) {
   }
 }
 
+// precision bf16: inside the guard the matrix products run in bfloat16 (logits come out bf16, close
+// to fp32's); after it, fp32 again. Weights are never converted.
+TEST_F(TransformerTest, AutocastGuardComputesInBf16AndRestores) {
+  torch::NoGradGuard no_grad;
+  Transformer model(tiny_llama());
+  model->eval();
+  auto idx = torch::randint(1, 97, {2, 12});
+  auto fp32 = model->forward(idx);
+  torch::Tensor bf16;
+  {
+    compat::AutocastGuard autocast(torch::kCPU, torch::kBFloat16);
+    bf16 = model->forward(idx);
+  }
+  EXPECT_EQ(bf16.scalar_type(), torch::kBFloat16);
+  EXPECT_EQ(model->parameters().front().scalar_type(), torch::kFloat);
+  const double scale = max_abs(fp32);
+  EXPECT_LE(max_abs(bf16.to(torch::kFloat) - fp32), 0.05 * scale);
+  EXPECT_GT(max_abs(bf16.to(torch::kFloat) - fp32), 0.0);  // it did compute in lower precision
+  EXPECT_EQ(model->forward(idx).scalar_type(), torch::kFloat);
+  { compat::AutocastGuard off(torch::kCPU, torch::kFloat); EXPECT_EQ(model->forward(idx).scalar_type(), torch::kFloat); }
+}
+
 TEST_F(TransformerTest, FullyPaddedRowGivesNoNaNAndNoGradientNaN) {
   auto model = make_double(tiny_llama());
   auto idx = torch::randint(0, 97, {2, 6});
