@@ -3,6 +3,8 @@
 
 #include <torch/torch.h>
 
+#include <dlfcn.h>
+
 #include <chrono>
 #include <csignal>
 #include <fstream>
@@ -24,6 +26,15 @@ namespace fs = std::filesystem;
 using json = nlohmann::json;
 
 // ---- the recipe's run-wide section -----------------------------------------------------------------
+
+// LibTorch's intra-op pool, and OpenBLAS's own (Debian's LibTorch calls OpenBLAS, whose workers
+// ignore torch::set_num_threads), so that `threads: 1` really keeps to one core.
+void set_cpu_threads(int threads) {
+  torch::set_num_threads(threads);
+  using SetThreads = void (*)(int);
+  if (auto openblas = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads")))
+    openblas(threads);
+}
 
 std::shared_ptr<const Schema> run_schema() {
   auto s = std::make_shared<Schema>();
@@ -327,7 +338,7 @@ int run_recipe(const Recipe& recipe, const RunOptions& options) {
   clear_stop_request();
   std::signal(SIGTERM, on_stop_signal);
   std::signal(SIGINT, on_stop_signal);
-  torch::set_num_threads(recipe.run.threads);
+  set_cpu_threads(recipe.run.threads);
   torch::manual_seed(static_cast<uint64_t>(recipe.run.seed));
   log_line("run", "recipe " + recipe.source + " -> " + out_dir.string());
   log_line("run", "LibTorch " + compat::torch_version() + ", device " + recipe.run.device.str() +

@@ -57,4 +57,7 @@ int run_recipe(const Recipe& recipe, const RunOptions& options);
 // a reader never sees half a file.
 void write_file_atomic(const std::filesystem::path& path, const std::string& content);
 
+// Sizes LibTorch's intra-op thread pool and OpenBLAS's own (which ignores LibTorch's setting).
+void set_cpu_threads(int threads);
+
 }  // namespace nurture

@@ -4,6 +4,7 @@
 
 #include "modules/tokenizer.h"
 #include "pipelines/builtin_pipelines.h"
+#include "pipelines/data.h"
 #include "pipelines/log.h"
 
 namespace nurture {
@@ -12,8 +13,9 @@ namespace {
 
 std::shared_ptr<const Schema> tokenizer_schema() {
   auto s = std::make_shared<Schema>();
-  s->add_string_list("inputs", "text files to learn from (one sentence or document per line); "
-                               "${stage}/file reads a file an earlier stage wrote").must_be_required();
+  s->add_string_list("inputs", "text files to learn from (one sentence or document per line), or "
+                               "JSONL files with a `text` field; ${stage}/file reads a file an "
+                               "earlier stage wrote").must_be_required();
   s->add_int("vocab_size", 4096, "vocabulary size, including special and byte pieces").at_least(300);
   s->add_enum("model_type", "bpe", {"bpe", "unigram"}, "SentencePiece algorithm");
   s->add_float("character_coverage", 0.9995, "share of characters covered by pieces (0.9995 suits "
@@ -21,8 +23,23 @@ std::shared_ptr<const Schema> tokenizer_schema() {
       .greater_than(0).at_most(1);
   s->add_bool("byte_fallback", true, "unknown characters become UTF-8 byte pieces, never <unk>");
   s->add_bool("split_digits", true, "every digit its own piece (helps arithmetic)");
+  s->add_bool("skip_bad_lines", false, "skip malformed .jsonl lines instead of stopping");
   s->add_int("max_sentences", 0, "sample this many lines for training (0 = all)").at_least(0);
   return s;
+}
+
+// SentencePiece reads plain text: a JSONL input is written out as its `text` fields, one line each,
+// into the stage directory, and that file is what the trainer reads.
+std::string as_text_file(const std::string& input, const std::filesystem::path& dir, bool skip_bad_lines) {
+  const std::filesystem::path path = input;
+  if (path.extension() != ".jsonl") return input;
+  const std::filesystem::path text = dir / (path.stem().string() + ".jsonl.txt");
+  std::ofstream out(text);
+  for_each_jsonl(path, skip_bad_lines, [&](const nlohmann::json& record, const std::string&) {
+    out << string_field(record, "text") << "\n";
+  });
+  if (!out.flush()) throw std::runtime_error(text.string() + ": cannot write");
+  return text.string();
 }
 
 class TokenizerPipeline : public Pipeline {
@@ -30,10 +47,11 @@ class TokenizerPipeline : public Pipeline {
   nlohmann::json run(const StageContext& ctx) override {
     const Settings& s = ctx.settings;
     TokenizerTrainOptions o;
-    o.inputs = s.get_string_list("inputs");
-    for (const auto& input : o.inputs)
+    for (const auto& input : s.get_string_list("inputs")) {
       if (!std::ifstream(input))
         throw std::runtime_error(s.where("inputs") + ": cannot read '" + input + "'");
+      o.inputs.push_back(as_text_file(input, ctx.dir, s.get_bool("skip_bad_lines")));
+    }
     o.output = (ctx.dir / kTokenizerFileName).string();
     o.vocab_size = s.get_int("vocab_size");
     o.model_type = s.get_string("model_type");
