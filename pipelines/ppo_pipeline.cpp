@@ -535,7 +535,7 @@ class PpoPipeline : public Pipeline {
         throw StageInterrupted("stopped at iteration " + std::to_string(iteration_) + "/" +
                                std::to_string(options_.iterations) + "; the checkpoint in " +
                                (ctx_->dir / "checkpoint").string() +
-                               " resumes it: run the same command again");
+                               " resumes it: run the same command again, without --force");
       }
     }
     progress.finish();

@@ -11,6 +11,7 @@
 #include <iomanip>
 #include <iostream>
 #include <optional>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -71,6 +72,22 @@ static void for_each_stage_placeholder(const ConfigNode& node, const std::string
   }
   for (const auto& e : node.entries()) for_each_stage_placeholder(e.value, path + "." + e.key, fn);
   for (const auto& item : node.items()) for_each_stage_placeholder(item, path, fn);
+}
+
+// The earlier stages a stage reads: its `${name}` placeholders and its stage-reference settings.
+static std::set<std::string> stage_inputs(const StagePlan& stage, const std::vector<StagePlan>& stages) {
+  std::set<std::string> names;
+  for_each_stage_placeholder(stage.settings, "", [&](const std::string& name, const ConfigNode&,
+                                                     const std::string&) { names.insert(name); });
+  Settings settings(stage.settings, "stages." + stage.name);
+  for (const auto& field : registries().pipelines.get(stage.pipeline).schema()->fields()) {
+    if (field.type != FieldType::StageRef || !settings.has(field.key)) continue;
+    for (const auto& ref : field.list ? settings.get_string_list(field.key)
+                                      : std::vector<std::string>{settings.get_string(field.key)})
+      for (const auto& s : stages)
+        if (s.name == ref) names.insert(ref);
+  }
+  return names;
 }
 
 // Replaces each `${name}` with that stage's output directory.
@@ -353,13 +370,26 @@ int run_recipe(const Recipe& recipe, const RunOptions& options) {
   std::vector<StageResult> results;
   std::map<std::string, fs::path> stage_dirs;
   int exit_code = 0;
+  std::set<std::string> ran;  // stages that ran in this invocation (or are out of date): what reads them is out of date
   for (const auto& stage : recipe.stages) {
     StageResult result{stage.name, stage.pipeline, "not run"};
     const fs::path dir = out_dir / stage.name;
     const json previous = read_json_or_null(dir / "stage.json");
     const bool done_before = previous.is_object() && previous.value("status", "") == "done";
+    std::string changed_input;
+    for (const auto& input : stage_inputs(stage, recipe.stages))
+      if (ran.count(input)) changed_input = input;
+    const bool out_of_date = done_before && !changed_input.empty();
+    if (out_of_date && stage.selected && exit_code == 0) {
+      log_line("run", "stage " + stage.name + " reads " + changed_input + ", which ran again: running " +
+                          stage.name + " again");
+    } else if (out_of_date) {
+      log_line("run", "warning: stage " + stage.name + " reads " + changed_input +
+                          ", which ran again; its outputs are out of date (run with --from " + stage.name + ")");
+      ran.insert(stage.name);  // and so are the stages that read it
+    }
 
-    if (exit_code != 0 || !stage.selected || (done_before && !options.force)) {
+    if (exit_code != 0 || !stage.selected || (done_before && !options.force && !out_of_date)) {
       if (done_before) {
         result.status = exit_code != 0 || !stage.selected ? "done" : "skipped";
         result.seconds = previous.value("seconds", 0.0);
@@ -406,7 +436,7 @@ int run_recipe(const Recipe& recipe, const RunOptions& options) {
       continue;
     }
 
-    if (options.force && fs::exists(dir)) fs::remove_all(dir);
+    if ((options.force || out_of_date) && fs::exists(dir)) fs::remove_all(dir);
     fs::create_directories(dir);
     log_line(stage.name, "stage " + stage.name + " (pipeline " + stage.pipeline + ")");
     write_file_atomic(dir / "stage.json", json{{"status", "running"}}.dump(2) + "\n");
@@ -431,6 +461,7 @@ int run_recipe(const Recipe& recipe, const RunOptions& options) {
       write_file_atomic(dir / "stage.json", to_json(result).dump(2) + "\n");
     if (result.status == "done") {
       stage_dirs[stage.name] = dir;
+      ran.insert(stage.name);
       log_line(stage.name, "done in " + human_duration(result.seconds));
     } else if (result.status == "interrupted") {
       std::cerr << "[" << stage.name << "] interrupted: " << result.error << std::endl;

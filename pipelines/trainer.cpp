@@ -348,7 +348,7 @@ json Trainer::fit(const MicroStep& micro_step, const Evaluate& evaluate) {
       checkpoint();
       throw StageInterrupted("stopped at step " + std::to_string(state_.step) + "/" +
                              std::to_string(options_.max_steps) + "; the checkpoint in " +
-                             (ctx_.dir / "checkpoint").string() + " resumes it: run the same command again");
+                             (ctx_.dir / "checkpoint").string() + " resumes it: run the same command again, without --force");
     }
   }
   progress.finish();

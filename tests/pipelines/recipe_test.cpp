@@ -264,5 +264,25 @@ TEST_F(RecipeTest, RunSkipsDoneStagesAndKeepsOutputsWhenALaterStageFails) {
   EXPECT_EQ(summary["stages"][1]["status"], "failed");
 }
 
+// A stage that ran again makes the stages reading it out of date: --from runs them again; --only
+// warns about them (they are not silently presented as matching).
+TEST_F(RecipeTest, StagesReadingAStageThatRanAgainAreOutOfDate) {
+  const fs::path out = dir_ / "out";
+  const std::string run = "run " + recipe(kGood).string() + " --output " + out.string();
+  ASSERT_EQ(run_nurture(run).exit_code, 0);
+
+  auto r = run_nurture(run + " --only data --force");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("warning: stage tok reads data, which ran again; its outputs are out of "
+                               "date (run with --from tok)"));
+
+  // data not done (as after an interruption): the plain command runs it, then tok again.
+  fs::remove(out / "data" / "stage.json");
+  r = run_nurture(run);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("stage tok reads data, which ran again: running tok again"));
+  EXPECT_THAT(r.out, ::testing::Not(HasSubstr("stage tok is already done")));
+}
+
 }  // namespace
 }  // namespace nurture
