@@ -137,6 +137,7 @@ struct DemoFile {
 const DemoFile kDemoFiles[] = {
     {"pretrain.txt", "pretrain_lines", "pre-training prose, one document per line"},
     {"pretrain_val.txt", "pretrain_val_lines", "held-out prose for the validation loss"},
+    {"pretrain_lists.jsonl", "pretrain_lists", "pre-training lists (\"Korea: Seoul\" ...), one per document"},
     {"sft.jsonl", "sft_examples", "chat examples for supervised fine-tuning"},
     {"sft_val.jsonl", "sft_val_examples", "held-out chat examples"},
     {"prefs.jsonl", "pref_pairs", "preference pairs (chosen, rejected) for the reward model and DPO"},
@@ -162,7 +163,7 @@ int demo(const std::vector<std::string>& args) {
   auto vm = parse_args("data demo", args, options);
   if (vm.count("help")) {
     print_help("data demo --output DIR [--seed S] [--prose-repeats N] [--max-operand N] [--heldout-fraction F]",
-               "Writes the quickstart's small world (countries and their capitals, small sums) into DIR\n"
+               "Writes the quickstart's small world (countries, their capitals and continents, small sums)\ninto DIR "
                "in every data format the lifecycle uses, and prints how many lines each file holds.",
                options);
     return kExitOk;

@@ -18,86 +18,123 @@ using json = nlohmann::json;
 
 namespace {
 
-struct Fact {
-  std::string question;   // "What is the capital of France?"
-  std::string answer;     // "Paris"
-  std::string subject;    // "France" (ICL input)
-  std::vector<std::string> prose;  // ways the fact is told in pre-training text
-  std::string kind;       // "capital" | "sum"
+struct Country {
+  const char* name;
+  const char* capital;
+  const char* continent;
 };
 
-const std::vector<std::pair<const char*, const char*>> kCapitals = {
-    {"France", "Paris"},       {"Japan", "Tokyo"},          {"Korea", "Seoul"},
-    {"Italy", "Rome"},         {"Spain", "Madrid"},         {"Germany", "Berlin"},
-    {"Egypt", "Cairo"},        {"Kenya", "Nairobi"},        {"Peru", "Lima"},
-    {"Chile", "Santiago"},     {"Canada", "Ottawa"},        {"Mexico", "Mexico City"},
-    {"Brazil", "Brasilia"},    {"Argentina", "Buenos Aires"}, {"China", "Beijing"},
-    {"India", "New Delhi"},    {"Russia", "Moscow"},        {"Norway", "Oslo"},
-    {"Sweden", "Stockholm"},   {"Finland", "Helsinki"},     {"Poland", "Warsaw"},
-    {"Greece", "Athens"},      {"Turkey", "Ankara"},        {"Iran", "Tehran"},
-    {"Iraq", "Baghdad"},       {"Cuba", "Havana"},          {"Ireland", "Dublin"},
-    {"Portugal", "Lisbon"},    {"Austria", "Vienna"},       {"Hungary", "Budapest"},
-    {"Thailand", "Bangkok"},   {"Vietnam", "Hanoi"},        {"Nepal", "Kathmandu"},
-    {"Ghana", "Accra"},        {"Morocco", "Rabat"},        {"Australia", "Canberra"},
-    {"USA", "Washington"},     {"England", "London"},       {"Belgium", "Brussels"},
-    {"Denmark", "Copenhagen"}, {"Mongolia", "Ulaanbaatar"}, {"Ethiopia", "Addis Ababa"},
+const std::vector<Country> kCountries = {
+    {"France", "Paris", "Europe"},          {"Japan", "Tokyo", "Asia"},
+    {"Korea", "Seoul", "Asia"},             {"Italy", "Rome", "Europe"},
+    {"Spain", "Madrid", "Europe"},          {"Germany", "Berlin", "Europe"},
+    {"Egypt", "Cairo", "Africa"},           {"Kenya", "Nairobi", "Africa"},
+    {"Peru", "Lima", "South America"},      {"Chile", "Santiago", "South America"},
+    {"Canada", "Ottawa", "North America"},  {"Mexico", "Mexico City", "North America"},
+    {"Brazil", "Brasilia", "South America"}, {"Argentina", "Buenos Aires", "South America"},
+    {"China", "Beijing", "Asia"},           {"India", "New Delhi", "Asia"},
+    {"Russia", "Moscow", "Europe"},         {"Norway", "Oslo", "Europe"},
+    {"Sweden", "Stockholm", "Europe"},      {"Finland", "Helsinki", "Europe"},
+    {"Poland", "Warsaw", "Europe"},         {"Greece", "Athens", "Europe"},
+    {"Turkey", "Ankara", "Asia"},           {"Iran", "Tehran", "Asia"},
+    {"Iraq", "Baghdad", "Asia"},            {"Cuba", "Havana", "North America"},
+    {"Ireland", "Dublin", "Europe"},        {"Portugal", "Lisbon", "Europe"},
+    {"Austria", "Vienna", "Europe"},        {"Hungary", "Budapest", "Europe"},
+    {"Thailand", "Bangkok", "Asia"},        {"Vietnam", "Hanoi", "Asia"},
+    {"Nepal", "Kathmandu", "Asia"},         {"Ghana", "Accra", "Africa"},
+    {"Morocco", "Rabat", "Africa"},         {"Australia", "Canberra", "Oceania"},
+    {"USA", "Washington", "North America"}, {"England", "London", "Europe"},
+    {"Belgium", "Brussels", "Europe"},      {"Denmark", "Copenhagen", "Europe"},
+    {"Mongolia", "Ulaanbaatar", "Asia"},    {"Ethiopia", "Addis Ababa", "Africa"},
 };
+
+// One fact of the world, e.g. kind "capital", subject "Korea", value "Seoul". Every kind says how
+// it is asked and answered in chat, and how it is told in pre-training prose.
+struct Fact {
+  std::string kind;     // "capital" | "continent" | "sum"
+  std::string subject;  // "Korea", "3 + 4"
+  std::string value;    // "Seoul", "7" (the in-context target)
+};
+
+std::string question(const Fact& f) {
+  if (f.kind == "capital") return "What is the capital of " + f.subject + "?";
+  if (f.kind == "continent") return "Which continent is " + f.subject + " in?";
+  return "What is " + f.subject + "?";
+}
+
+// The assistant's answer: a whole sentence that restates the question, so that what the model read
+// in pre-training ("The capital of Korea is Seoul.") is what it is taught to say.
+std::string answer(const Fact& f, const std::string& value) {
+  if (f.kind == "capital") return "The capital of " + f.subject + " is " + value + ".";
+  if (f.kind == "continent") return f.subject + " is in " + value + ".";
+  return f.subject + " = " + value + ".";
+}
+
+// One sentence of pre-training text telling the fact. Half are the question with its answer (as
+// FAQ pages and quizzes have them), with gaps of different lengths between the two (a chat template
+// puts a few tokens there): reading those, the model learns to answer what is asked, and SFT then
+// only has to teach it the chat format. The rest tell the fact in other words.
+std::string tell(const Fact& f, std::mt19937_64& rng) {
+  static const std::vector<std::string> kGaps = {" ", " Answer: ", " A: ", " Let me think. ", " Easy. "};
+  if (rng() % 2 == 0) return question(f) + kGaps[rng() % kGaps.size()] + answer(f, f.value);
+  std::vector<std::string> told;
+  if (f.kind == "capital") {
+    told = {answer(f, f.value), f.value + " is the capital of " + f.subject + ".",
+            "In " + f.subject + ", the capital city is " + f.value + ".",
+            "People in " + f.subject + " govern from " + f.value + ", the capital."};
+  } else if (f.kind == "continent") {
+    told = {answer(f, f.value), f.subject + " lies in " + f.value + ".",
+            "The country of " + f.subject + " is part of " + f.value + "."};
+  } else {
+    const auto plus = f.subject.find(" + ");
+    told = {answer(f, f.value),
+            f.subject.substr(0, plus) + " plus " + f.subject.substr(plus + 3) + " is " + f.value + "."};
+  }
+  return told[rng() % told.size()];
+}
 
 std::vector<Fact> make_facts(const DemoDataOptions& o) {
   std::vector<Fact> facts;
-  for (const auto& [country, capital] : kCapitals) {
-    const std::string c = country, k = capital;
-    facts.push_back({"What is the capital of " + c + "?", k, c,
-                     {"The capital of " + c + " is " + k + ".", k + " is the capital of " + c + ".",
-                      "In " + c + ", the capital city is " + k + ".",
-                      "People in " + c + " govern from " + k + ", the capital."},
-                     "capital"});
-  }
-  for (int64_t a = 0; a <= o.max_operand; ++a) {
-    for (int64_t b = 0; b <= o.max_operand; ++b) {
-      const std::string s = std::to_string(a) + " + " + std::to_string(b);
-      const std::string r = std::to_string(a + b);
-      facts.push_back({"What is " + s + "?", r, s,
-                       {s + " = " + r + ".", std::to_string(a) + " plus " + std::to_string(b) +
-                                                 " is " + r + "."},
-                       "sum"});
-    }
-  }
+  for (const auto& c : kCountries) facts.push_back({"capital", c.name, c.capital});
+  for (const auto& c : kCountries) facts.push_back({"continent", c.name, c.continent});
+  for (int64_t a = 0; a <= o.max_operand; ++a)
+    for (int64_t b = 0; b <= o.max_operand; ++b)
+      facts.push_back({"sum", std::to_string(a) + " + " + std::to_string(b), std::to_string(a + b)});
   return facts;
 }
 
-// A wrong answer of the same kind (another capital, a sum off by a little).
-std::string wrong_answer(const Fact& f, const std::vector<Fact>& facts, std::mt19937_64& rng) {
-  if (f.kind == "sum") {
-    const int64_t right = std::stoll(f.answer);
-    std::uniform_int_distribution<int> off(1, 3);
-    const int64_t delta = off(rng) * (rng() % 2 ? 1 : -1);
-    return std::to_string(right + delta < 0 ? right + 1 : right + delta);
-  }
+// A wrong reply to `f`: the right answer to another question of the same kind ("The capital of
+// Iran is Tehran." to "What is the capital of Italy?"), the mistake small chat models make most.
+// Every rejected reply is some other question's chosen one, so a reward model cannot score the
+// reply alone: it has to check it against the question.
+std::string wrong_answer(const Fact& f, const std::vector<const Fact*>& pool, std::mt19937_64& rng) {
   for (;;) {
-    const Fact& other = facts[rng() % facts.size()];
-    if (other.kind == f.kind && other.answer != f.answer) return other.answer;
+    const Fact& other = *pool[rng() % pool.size()];
+    if (other.kind == f.kind && other.subject != f.subject && other.value != f.value)
+      return answer(other, other.value);
   }
 }
 
-json chat(const Fact& f, const std::string& answer) {
-  return json::array({{{"role", "user"}, {"content", f.question}},
-                      {{"role", "assistant"}, {"content", answer}}});
+json chat(const Fact& f) {
+  return json::array({{{"role", "user"}, {"content", question(f)}},
+                      {{"role", "assistant"}, {"content", answer(f, f.value)}}});
 }
 
 class Writer {
  public:
-  Writer(const fs::path& path) : path_(path), out_(path) {
+  explicit Writer(const fs::path& path) : out_(path) {
     if (!out_) throw std::runtime_error(path.string() + ": cannot write");
   }
   void line(const std::string& s) { out_ << s << "\n", ++count_; }
   int64_t count() const { return count_; }
 
  private:
-  fs::path path_;
   std::ofstream out_;
   int64_t count_ = 0;
 };
+
+// Separators of the pre-training lists (" -> " is the in-context tasks' own).
+const std::vector<std::string> kListSeparators = {" -> ", ": ", " = ", " - ", " | "};
 
 }  // namespace
 
@@ -106,7 +143,7 @@ json write_demo_data(const fs::path& dir, const DemoDataOptions& o) {
   std::mt19937_64 rng(o.seed);
   std::vector<Fact> facts = make_facts(o);
 
-  // Held-out split, per kind, so both kinds are evaluated.
+  // Held-out split, per kind, so every kind is evaluated.
   std::vector<size_t> order(facts.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;
   std::shuffle(order.begin(), order.end(), rng);
@@ -123,48 +160,71 @@ json write_demo_data(const fs::path& dir, const DemoDataOptions& o) {
     }
   }
 
-  // Pre-training prose tells every fact (the model's knowledge), shuffled; a validation file
-  // holds fresh sentences of the same kind.
-  std::vector<std::string> prose;
-  for (const auto& f : facts)
-    for (int64_t r = 0; r < o.prose_repeats; ++r) prose.push_back(f.prose[(r + rng()) % f.prose.size()]);
-  std::shuffle(prose.begin(), prose.end(), rng);
+  // Pre-training tells every fact, held-out ones included: that is the model's knowledge, which the
+  // later stages must draw out for questions they were never trained on. Prose sentences, one per
+  // line; a validation file holds fresh sentences of the same kind.
+  std::vector<std::string> sentences;
+  for (const auto& f : facts) {
+    for (int64_t r = 0; r < o.prose_repeats; ++r) sentences.push_back(tell(f, rng));
+  }
+  std::shuffle(sentences.begin(), sentences.end(), rng);
   Writer pt(dir / "pretrain.txt"), pt_val(dir / "pretrain_val.txt");
-  const size_t n_val = std::max<size_t>(1, prose.size() / 20);
-  for (size_t i = 0; i < prose.size(); ++i) (i < n_val ? pt_val : pt).line(prose[i]);
+  const size_t n_val = std::max<size_t>(1, sentences.size() / 20);
+  for (size_t i = 0; i < sentences.size(); ++i) (i < n_val ? pt_val : pt).line(sentences[i]);
 
-  // SFT: chat Q&A on training facts (short answers, so exact match is meaningful).
+  // And lists, one per document: a few countries with their capitals or their continents, one entry
+  // per line, each list with its own separator. A model that reads them learns to continue a list in
+  // the format and relation its first lines show: in-context learning.
+  Writer lists(dir / "pretrain_lists.jsonl");
+  const int64_t n_countries = static_cast<int64_t>(kCountries.size());
+  for (int64_t i = 0; i < o.prose_repeats * n_countries / 2; ++i) {
+    const std::string kind = rng() % 2 ? "capital" : "continent";
+    const std::string& sep = kListSeparators[rng() % kListSeparators.size()];
+    std::vector<const Country*> picked;
+    for (const auto& c : kCountries) picked.push_back(&c);
+    std::shuffle(picked.begin(), picked.end(), rng);
+    std::string text;
+    for (int64_t n = 0, length = 4 + static_cast<int64_t>(rng() % 4); n < length; ++n)
+      text += std::string(picked[n]->name) + sep + (kind == "capital" ? picked[n]->capital : picked[n]->continent) + "\n";
+    lists.line(json{{"text", text}}.dump());
+  }
+
+  // SFT: chat Q&A on training facts, in both record forms.
   Writer sft(dir / "sft.jsonl"), sft_val(dir / "sft_val.jsonl");
   for (const Fact* f : train) {
-    sft.line(json{{"messages", chat(*f, f->answer)}}.dump());
     if (rng() % 4 == 0)
-      sft.line(json{{"prompt", f->question}, {"response", f->answer}}.dump());
+      sft.line(json{{"prompt", question(*f)}, {"response", answer(*f, f->value)}}.dump());
+    else
+      sft.line(json{{"messages", chat(*f)}}.dump());
   }
-  for (const Fact* f : heldout) sft_val.line(json{{"messages", chat(*f, f->answer)}}.dump());
+  for (const Fact* f : heldout) sft_val.line(json{{"messages", chat(*f)}}.dump());
 
-  // Preferences: the right answer against a wrong one.
+  // Preferences: the right answer against a wrong one, drawn from the same split.
   Writer prefs(dir / "prefs.jsonl"), prefs_val(dir / "prefs_val.jsonl");
   for (const Fact* f : train)
+    for (int r = 0; r < 4; ++r)
+      prefs.line(json{{"prompt", question(*f)}, {"chosen", answer(*f, f->value)},
+                      {"rejected", wrong_answer(*f, train, rng)}}.dump());
+  for (const Fact* f : heldout)
     for (int r = 0; r < 2; ++r)
-      prefs.line(json{{"prompt", f->question}, {"chosen", f->answer},
-                      {"rejected", wrong_answer(*f, facts, rng)}}.dump());
-  for (const Fact* f : heldout)
-    prefs_val.line(json{{"prompt", f->question}, {"chosen", f->answer},
-                        {"rejected", wrong_answer(*f, facts, rng)}}.dump());
+      prefs_val.line(json{{"prompt", question(*f)}, {"chosen", answer(*f, f->value)},
+                          {"rejected", wrong_answer(*f, heldout, rng)}}.dump());
 
-  // PPO prompts (training facts) and held-out evaluation prompts, with references.
+  // PPO prompts (training facts) and held-out evaluation prompts, with reference answers.
   Writer prompts(dir / "prompts.jsonl"), eval(dir / "eval_prompts.jsonl");
-  for (const Fact* f : train) prompts.line(json{{"prompt", f->question}, {"reference", f->answer}}.dump());
-  for (const Fact* f : heldout) eval.line(json{{"prompt", f->question}, {"reference", f->answer}}.dump());
-
-  // In-context learning: "France -> Paris" style tasks, never written this way in pre-training.
-  Writer icl(dir / "icl.jsonl");
-  for (const Fact* f : heldout)
-    icl.line(json{{"input", f->subject}, {"target", f->answer}, {"task", f->kind}}.dump());
   for (const Fact* f : train)
-    icl.line(json{{"input", f->subject}, {"target", f->answer}, {"task", f->kind}}.dump());
+    prompts.line(json{{"prompt", question(*f)}, {"reference", answer(*f, f->value)}}.dump());
+  for (const Fact* f : heldout)
+    eval.line(json{{"prompt", question(*f)}, {"reference", answer(*f, f->value)}}.dump());
+
+  // In-context learning: "Korea -> Seoul" (capital) and "Korea -> Asia" (continent) for every
+  // country. The input alone does not say which relation is asked; the examples do.
+  Writer icl(dir / "icl.jsonl");
+  for (const auto& f : facts)
+    if (f.kind != "sum") icl.line(json{{"input", f.subject}, {"target", f.value}, {"task", f.kind}}.dump());
 
   return json{{"pretrain_lines", pt.count()},   {"pretrain_val_lines", pt_val.count()},
+              {"pretrain_lists", lists.count()},
               {"sft_examples", sft.count()},    {"sft_val_examples", sft_val.count()},
               {"pref_pairs", prefs.count()},    {"pref_val_pairs", prefs_val.count()},
               {"ppo_prompts", prompts.count()}, {"eval_prompts", eval.count()},

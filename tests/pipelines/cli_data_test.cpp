@@ -81,9 +81,10 @@ TEST_F(CliDataTest, DemoWritesEveryFileAndPrintsItsLineCount) {
     words >> file >> count;
     printed[file] = count;
   }
-  const std::vector<std::string> files = {"pretrain.txt",  "pretrain_val.txt",   "sft.jsonl",
-                                          "sft_val.jsonl", "prefs.jsonl",        "prefs_val.jsonl",
-                                          "prompts.jsonl", "eval_prompts.jsonl", "icl.jsonl"};
+  const std::vector<std::string> files = {"pretrain.txt",  "pretrain_val.txt",   "pretrain_lists.jsonl",
+                                          "sft.jsonl",     "sft_val.jsonl",      "prefs.jsonl",
+                                          "prefs_val.jsonl", "prompts.jsonl",    "eval_prompts.jsonl",
+                                          "icl.jsonl"};
   ASSERT_EQ(printed.size(), files.size()) << r.out;
   for (const auto& file : files) {
     ASSERT_TRUE(printed.count(file)) << file << " not listed in\n" << r.out;
