@@ -106,13 +106,22 @@ std::vector<Fact> make_facts(const DemoDataOptions& o) {
 // A wrong reply to `f`: the right answer to another question of the same kind ("The capital of
 // Iran is Tehran." to "What is the capital of Italy?"), the mistake small chat models make most.
 // Every rejected reply is some other question's chosen one, so a reward model cannot score the
-// reply alone: it has to check it against the question.
-std::string wrong_answer(const Fact& f, const std::vector<const Fact*>& pool, std::mt19937_64& rng) {
-  for (;;) {
-    const Fact& other = *pool[rng() % pool.size()];
-    if (other.kind == f.kind && other.subject != f.subject && other.value != f.value)
-      return answer(other, other.value);
-  }
+// reply alone: it has to check it against the question. Drawn from `pool` (the same split), or
+// from every fact when the split holds no other of the kind.
+std::string wrong_answer(const Fact& f, const std::vector<const Fact*>& pool, const std::vector<Fact>& facts,
+                         std::mt19937_64& rng) {
+  auto differs = [&](const Fact& other) {
+    return other.kind == f.kind && other.subject != f.subject && other.value != f.value;
+  };
+  std::vector<const Fact*> candidates;
+  for (const Fact* other : pool)
+    if (differs(*other)) candidates.push_back(other);
+  if (candidates.empty())
+    for (const Fact& other : facts)
+      if (differs(other)) candidates.push_back(&other);
+  if (candidates.empty()) throw std::runtime_error("the demo world has no second " + f.kind + " fact");
+  const Fact& other = *candidates[rng() % candidates.size()];
+  return answer(other, other.value);
 }
 
 json chat(const Fact& f) {
@@ -204,11 +213,11 @@ json write_demo_data(const fs::path& dir, const DemoDataOptions& o) {
   for (const Fact* f : train)
     for (int r = 0; r < 4; ++r)
       prefs.line(json{{"prompt", question(*f)}, {"chosen", answer(*f, f->value)},
-                      {"rejected", wrong_answer(*f, train, rng)}}.dump());
+                      {"rejected", wrong_answer(*f, train, facts, rng)}}.dump());
   for (const Fact* f : heldout)
     for (int r = 0; r < 2; ++r)
       prefs_val.line(json{{"prompt", question(*f)}, {"chosen", answer(*f, f->value)},
-                          {"rejected", wrong_answer(*f, heldout, rng)}}.dump());
+                          {"rejected", wrong_answer(*f, heldout, facts, rng)}}.dump());
 
   // PPO prompts (training facts) and held-out evaluation prompts, with reference answers.
   Writer prompts(dir / "prompts.jsonl"), eval(dir / "eval_prompts.jsonl");

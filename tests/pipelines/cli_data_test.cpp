@@ -100,6 +100,11 @@ TEST_F(CliDataTest, DemoWritesEveryFileAndPrintsItsLineCount) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(count_lines(out_ / "more" / "pretrain.txt") + count_lines(out_ / "more" / "pretrain_val.txt"),
             2 * (printed["pretrain.txt"] + printed["pretrain_val.txt"]));
+
+  // A split with a single held-out sum still finds it a wrong reply (from the other split).
+  r = run_nurture("data demo --output " + (out_ / "one").string() + " --max-operand 1 --heldout-fraction 0.25");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(read_file(out_ / "one" / "prefs_val.jsonl"), HasSubstr("\"prompt\":\"What is "));
 }
 
 TEST_F(CliDataTest, PreparedShardHoldsTheEncodedDocuments) {
