@@ -194,7 +194,10 @@ void clear_stop_request() { stop_flag.store(false); }
 // ---- the loop ---------------------------------------------------------------------------------------
 
 Trainer::Trainer(const StageContext& ctx, torch::nn::Module& model, TrainingOptions options)
-    : ctx_(ctx), model_(model), options_(std::move(options)), optimizer_(make_adamw(model, options_)) {}
+    : ctx_(ctx), model_(model), options_(std::move(options)), optimizer_(make_adamw(model, options_)) {
+  for (const auto& p : model_.parameters())
+    if (p.requires_grad()) params_.push_back(p);
+}
 
 void Trainer::resume_if_possible() {
   if (!load_checkpoint(ctx_.dir, {{"model", &model_}}, {{"optimizer", optimizer_.get()}}, state_)) return;
@@ -250,11 +253,38 @@ static std::string scientific(double v) {
   return out.str();
 }
 
+StepResult Trainer::step(const MicroStep& micro_step) {
+  StepResult r;
+  r.lr = learning_rate(options_, state_.step);
+  set_learning_rate(*optimizer_, r.lr);
+  optimizer_->zero_grad();
+  for (int64_t micro = 0; micro < options_.grad_accum; ++micro) {
+    MicroBatch mb = micro_step(state_);
+    mb.loss_sum.backward();
+    const torch::Tensor loss = mb.loss_sum.detach().to(torch::kFloat64);
+    const torch::Tensor units = mb.units.detach().to(torch::kFloat64);
+    r.loss_sum = r.loss_sum.defined() ? r.loss_sum + loss : loss;
+    r.units = r.units.defined() ? r.units + units : units;
+    for (auto& [k, v] : mb.sums) {
+      torch::Tensor d = v.detach().to(torch::kFloat64);
+      r.sums[k] = r.sums.count(k) ? r.sums[k] + d : d;
+    }
+    state_.tokens += mb.tokens;
+    r.tokens += mb.tokens;
+  }
+  // Gradients of Σ loss over every micro-batch, divided once by the number of units: the
+  // mean over units, however they were split into micro-batches.
+  const torch::Tensor denom = r.units.clamp_min(1.0);
+  for (auto& p : params_)
+    if (p.grad().defined()) p.grad().div_(denom.to(p.grad().scalar_type()));
+  r.grad_norm = clip_gradients(params_, options_.grad_clip);
+  optimizer_->step();
+  ++state_.step;
+  return r;
+}
+
 json Trainer::fit(const MicroStep& micro_step, const Evaluate& evaluate) {
   model_.train();
-  std::vector<torch::Tensor> params;
-  for (const auto& p : model_.parameters())
-    if (p.requires_grad()) params.push_back(p);
 
   MetricsLog metrics(ctx_.dir / "metrics.jsonl");
   Progress progress(ctx_.name, options_.max_steps);
@@ -283,36 +313,11 @@ json Trainer::fit(const MicroStep& micro_step, const Evaluate& evaluate) {
   auto window_start = std::chrono::steady_clock::now();
 
   while (state_.step < options_.max_steps) {
-    const double lr = learning_rate(options_, state_.step);
-    set_learning_rate(*optimizer_, lr);
-    optimizer_->zero_grad();
-
-    torch::Tensor step_loss, step_units;
-    for (int64_t micro = 0; micro < options_.grad_accum; ++micro) {
-      MicroBatch mb = micro_step(state_);
-      mb.loss_sum.backward();
-      const torch::Tensor loss = mb.loss_sum.detach().to(torch::kFloat64);
-      const torch::Tensor units = mb.units.detach().to(torch::kFloat64);
-      step_loss = step_loss.defined() ? step_loss + loss : loss;
-      step_units = step_units.defined() ? step_units + units : units;
-      for (auto& [k, v] : mb.sums) {
-        torch::Tensor d = v.detach().to(torch::kFloat64);
-        sums_acc[k] = sums_acc.count(k) ? sums_acc[k] + d : d;
-      }
-      state_.tokens += mb.tokens;
-      tokens_since_log += mb.tokens;
-    }
-    // Gradients of Σ loss over every micro-batch, divided once by the number of units: the
-    // mean over units, however they were split into micro-batches.
-    const torch::Tensor denom = step_units.clamp_min(1.0);
-    for (auto& p : params)
-      if (p.grad().defined()) p.grad().div_(denom.to(p.grad().scalar_type()));
-    const torch::Tensor grad_norm = clip_gradients(params, options_.grad_clip);
-    optimizer_->step();
-    ++state_.step;
-
-    loss_acc = loss_acc.defined() ? loss_acc + step_loss : step_loss;
-    units_acc = units_acc.defined() ? units_acc + step_units : step_units;
+    const StepResult r = step(micro_step);
+    loss_acc = loss_acc.defined() ? loss_acc + r.loss_sum : r.loss_sum;
+    units_acc = units_acc.defined() ? units_acc + r.units : r.units;
+    for (const auto& [k, v] : r.sums) sums_acc[k] = sums_acc.count(k) ? sums_acc[k] + v : v;
+    tokens_since_log += r.tokens;
 
     const bool last = state_.step == options_.max_steps;
     if (state_.step % options_.log_every == 0 || last) {
@@ -320,8 +325,8 @@ json Trainer::fit(const MicroStep& micro_step, const Evaluate& evaluate) {
           std::chrono::duration<double>(std::chrono::steady_clock::now() - window_start).count();
       const double units = units_acc.item<double>();
       last_train = {{"loss", loss_acc.item<double>() / std::max(units, 1.0)},
-                    {"lr", lr},
-                    {"grad_norm", grad_norm.item<double>()},
+                    {"lr", r.lr},
+                    {"grad_norm", r.grad_norm.item<double>()},
                     {"tokens_per_s", elapsed > 0 ? tokens_since_log / elapsed : 0.0}};
       for (auto& [k, v] : sums_acc) last_train[k] = v.item<double>() / std::max(units, 1.0);
       state_.extra["last_train"] = last_train;  // a run resumed at its end still reports it
@@ -331,7 +336,7 @@ json Trainer::fit(const MicroStep& micro_step, const Evaluate& evaluate) {
       record["tokens"] = state_.tokens;
       metrics.write(record);
       progress.update(state_.step, {{"loss", fixed(last_train["loss"].get<double>(), 4)},
-                                    {"lr", scientific(lr)},
+                                    {"lr", scientific(r.lr)},
                                     {"tok/s", human_count(last_train["tokens_per_s"].get<double>())}});
       loss_acc = units_acc = torch::Tensor();
       sums_acc.clear();

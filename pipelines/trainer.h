@@ -118,6 +118,16 @@ struct MicroBatch {
   std::map<std::string, torch::Tensor> sums;
 };
 
+// One optimizer step's results, still on the device (reading them is the caller's choice).
+struct StepResult {
+  torch::Tensor loss_sum;   // [] float64: Σ of the micro-batches' loss sums
+  torch::Tensor units;      // [] float64: Σ of their units
+  torch::Tensor grad_norm;  // [] float64: global gradient norm before clipping
+  std::map<std::string, torch::Tensor> sums;  // Σ of each extra metric, float64
+  int64_t tokens = 0;
+  double lr = 0;
+};
+
 class Trainer {
  public:
   using MicroStep = std::function<MicroBatch(TrainingState& state)>;
@@ -129,6 +139,9 @@ class Trainer {
 
   // Resumes from <dir>/checkpoint when one exists (logs the step it continues from).
   void resume_if_possible();
+  // One optimizer step at state().step: the schedule's learning rate, grad_accum micro-batches
+  // (each backward()ed), gradients divided by the step's units, clipping, AdamW. No host read.
+  StepResult step(const MicroStep& micro_step);
   // Runs until max_steps; evaluates every eval_every steps and at the end; checkpoints every
   // save_every steps and at the end. Returns the final metrics (last train and eval values).
   // Throws StageInterrupted, after checkpointing, when a stop was requested.
@@ -143,6 +156,7 @@ class Trainer {
   torch::nn::Module& model_;
   TrainingOptions options_;
   std::unique_ptr<torch::optim::AdamW> optimizer_;
+  std::vector<torch::Tensor> params_;  // the trained ones
   TrainingState state_;
 };
 
