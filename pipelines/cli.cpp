@@ -27,6 +27,7 @@ const std::vector<Command>& commands() {
       {"generate", "sample a completion from a model directory", generate_command},
       {"chat", "chat with a model directory, one message per line of stdin", chat_command},
       {"data", "tokenize pre-training text into a token shard, or write the demo data", data_command},
+      {"bench", "time the training step or generation for a model shape (tokens/s, MFU, memory)", bench_command},
   };
   return list;
 }
@@ -93,3 +94,8 @@ int main(int argc, char** argv) {
 }
 
 }  // namespace nurture::cli
+
+// What tools/nurture.cpp calls once it has loaded this library.
+extern "C" __attribute__((visibility("default"))) int nurture_cli_main(int argc, char** argv) {
+  return nurture::cli::main(argc, argv);
+}
