@@ -25,5 +25,6 @@ int tokenizer_command(const std::vector<std::string>& args);  // cli_tokenizer.c
 int generate_command(const std::vector<std::string>& args);   // cli_generate.cpp
 int chat_command(const std::vector<std::string>& args);       // cli_chat.cpp
 int data_command(const std::vector<std::string>& args);       // cli_data.cpp
+int bench_command(const std::vector<std::string>& args);      // cli_bench.cpp
 
 }  // namespace nurture::cli

@@ -1,0 +1,302 @@
+// The benchmark behind `nurture bench` (see bench.h).
+#include "pipelines/bench.h"
+
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <iomanip>
+#include <sstream>
+#include <thread>
+
+#include "modules/compat.h"
+#include "modules/losses.h"
+#include "modules/sampling.h"
+#include "pipelines/log.h"
+#include "pipelines/runner.h"
+#include "pipelines/trainer.h"
+
+namespace nurture {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+// ---- what is counted -----------------------------------------------------------------------------
+
+TransformerOptions bench_model_options(const BenchOptions& o) {
+  TransformerOptions model = preset(o.preset);
+  for (const auto& [key, value] : o.overrides) set_option(model, key, value);
+  validate(model);
+  return model;
+}
+
+double train_flops_per_token(const TransformerOptions& m, int64_t context) {
+  const double n = static_cast<double>(count_parameters(m));
+  return 6.0 * n + 6.0 * static_cast<double>(m.n_layer() * m.n_embd() * context);
+}
+
+double generate_flops_per_token(const TransformerOptions& m, double mean_positions) {
+  const double n = static_cast<double>(count_parameters(m));
+  return 2.0 * n + 2.0 * static_cast<double>(m.n_layer() * m.n_embd()) * mean_positions;
+}
+
+static void synchronize(const torch::Device& device) {
+  if (device.is_cuda()) torch::cuda::synchronize(device.index());
+}
+
+double measured_matmul_flops(const torch::Device& device, torch::ScalarType dtype) {
+  constexpr int64_t kN = 2048;
+  torch::NoGradGuard no_grad;
+  const auto options = torch::TensorOptions().dtype(dtype).device(device);
+  auto a = torch::randn({kN, kN}, options), b = torch::randn({kN, kN}, options);
+  auto c = torch::mm(a, b);  // warm-up (thread pools, BLAS buffers)
+  synchronize(device);
+  double best = 0;
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    const auto start = std::chrono::steady_clock::now();
+    torch::mm_out(c, a, b);
+    synchronize(device);
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    best = std::max(best, 2.0 * kN * kN * kN / s);
+  }
+  return best;
+}
+
+std::optional<double> datasheet_peak_flops(const std::string& name, const std::string& precision) {
+  // Dense (no sparsity) peaks in FLOP/s: bf16 tensor cores; fp32 runs as TF32 (nurture enables it).
+  struct Peak {
+    const char* name;
+    double bf16, tf32;
+  };
+  static const std::vector<Peak> kPeaks = {
+      {"H200", 989e12, 494e12},  {"H100 PCIe", 756e12, 378e12}, {"H100", 989e12, 494e12},
+      {"A100", 312e12, 156e12},  {"L40S", 362e12, 183e12},      {"L4", 121e12, 60e12},
+      {"A10G", 70e12, 35e12},    {"V100", 125e12, 15.7e12},
+  };
+  for (const auto& p : kPeaks)
+    if (name.find(p.name) != std::string::npos) return precision == "bf16" ? p.bf16 : p.tf32;
+  return std::nullopt;
+}
+
+// ---- memory ------------------------------------------------------------------------------------------
+
+// A field of /proc/self/status in bytes (VmRSS: now, VmHWM: the peak so far); 0 when unreadable.
+static int64_t proc_status_bytes(const std::string& field) {
+  std::ifstream in("/proc/self/status");
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind(field + ":", 0) != 0) continue;
+    std::istringstream fields(line.substr(field.size() + 1));
+    int64_t kib = 0;
+    fields >> kib;
+    return kib * 1024;
+  }
+  return 0;
+}
+
+static std::string gpu_name(const torch::Device& device) {
+  const std::string command = "nvidia-smi --query-gpu=name --format=csv,noheader -i " +
+                              std::to_string(std::max<int>(0, device.index())) + " 2>/dev/null";
+  std::string name;
+  if (FILE* pipe = popen(command.c_str(), "r")) {
+    char buffer[256];
+    while (fgets(buffer, sizeof buffer, pipe)) name += buffer;
+    pclose(pipe);
+  }
+  while (!name.empty() && (name.back() == '\n' || name.back() == ' ')) name.pop_back();
+  return name;
+}
+
+// ---- the timed loops --------------------------------------------------------------------------------
+
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+// The real training step: Trainer::step over a pretrain-style micro-batch of random tokens.
+std::vector<double> time_training(Transformer& model, const BenchOptions& o, int64_t* memory_after_warmup) {
+  StageContext ctx{"bench", "bench", fs::temp_directory_path(), Settings(ConfigNode(), "bench"), {}, {}};
+  ctx.run.device = o.device;
+  TrainingOptions training;
+  training.batch_size = o.batch;
+  training.max_steps = o.warmup + o.steps;
+  Trainer trainer(ctx, *model, training);
+  model->train();
+  auto generator = compat::make_generator(o.seed, torch::kCPU);
+  const int64_t vocab = model->options.vocab_size();
+  auto micro_step = [&](TrainingState&) {
+    auto tokens = torch::randint(vocab, {o.batch, o.context}, generator, torch::kLong).to(o.device);
+    LMLoss loss = lm_loss(model->forward(tokens), tokens);  // [B, T] -> [B, T, V]
+    return MicroBatch{loss.sum, loss.count, o.batch * o.context, {}};
+  };
+  compat::AutocastGuard autocast(o.device, o.precision == "bf16" ? torch::kBFloat16 : torch::kFloat);
+  std::vector<double> times;
+  for (int64_t i = 0; i < o.warmup + o.steps; ++i) {
+    if (i == o.warmup) *memory_after_warmup = proc_status_bytes("VmRSS");
+    synchronize(o.device);
+    const auto start = std::chrono::steady_clock::now();
+    trainer.step(micro_step);
+    synchronize(o.device);
+    if (i >= o.warmup) times.push_back(seconds_since(start));
+  }
+  return times;
+}
+
+// Batched KV-cache generation of new_tokens per row after random prompts (no early stop).
+std::vector<double> time_generation(Transformer& model, const BenchOptions& o, int64_t* memory_after_warmup) {
+  auto generator = compat::make_generator(o.seed, torch::kCPU);
+  const int64_t vocab = model->options.vocab_size();
+  const auto prompt_tokens = torch::randint(vocab, {o.batch, o.prompt_length}, generator, torch::kLong);
+  std::vector<std::vector<int64_t>> prompts;
+  for (int64_t b = 0; b < o.batch; ++b) {
+    const int64_t* row = prompt_tokens[b].data_ptr<int64_t>();
+    prompts.emplace_back(row, row + o.prompt_length);
+  }
+  const auto sampling = SamplingOptions().max_new_tokens(o.new_tokens).temperature(1.0);
+  compat::AutocastGuard autocast(o.device, o.precision == "bf16" ? torch::kBFloat16 : torch::kFloat);
+  std::vector<double> times;
+  for (int64_t i = 0; i < o.warmup + o.steps; ++i) {
+    if (i == o.warmup) *memory_after_warmup = proc_status_bytes("VmRSS");
+    synchronize(o.device);
+    const auto start = std::chrono::steady_clock::now();
+    generate(model, prompts, sampling, compat::make_generator(o.seed + static_cast<uint64_t>(i), o.device));
+    synchronize(o.device);
+    if (i >= o.warmup) times.push_back(seconds_since(start));
+  }
+  return times;
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+}  // namespace
+
+json run_bench(const BenchOptions& o) {
+  if (o.mode != "train" && o.mode != "generate")
+    throw std::invalid_argument("--mode: expected train or generate, got \"" + o.mode + "\"");
+  if (o.precision != "fp32" && o.precision != "bf16")
+    throw std::invalid_argument("--precision: expected fp32 or bf16, got \"" + o.precision + "\"");
+  const TransformerOptions shape = bench_model_options(o);
+  if (o.mode == "train" && o.context > shape.block_size())
+    throw std::invalid_argument("--ctx " + std::to_string(o.context) + " exceeds the model's block_size " +
+                                std::to_string(shape.block_size()) + " (raise it with --set block_size=N)");
+  if (o.mode == "generate" && o.prompt_length + o.new_tokens > shape.block_size())
+    throw std::invalid_argument("--prompt-len + --new-tokens (" + std::to_string(o.prompt_length + o.new_tokens) +
+                                ") exceed the model's block_size " + std::to_string(shape.block_size()) +
+                                " (raise it with --set block_size=N)");
+
+  const int threads = o.threads > 0 ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  set_cpu_threads(threads);
+  torch::manual_seed(o.seed);
+  Transformer model(shape);
+  model->to(o.device);
+
+  int64_t memory_after_warmup = 0;
+  const std::vector<double> times = o.mode == "train" ? time_training(model, o, &memory_after_warmup)
+                                                      : time_generation(model, o, &memory_after_warmup);
+  const int64_t peak_rss = proc_status_bytes("VmHWM");
+  const double step = median(times);
+  const double tokens_per_step = static_cast<double>(o.batch * (o.mode == "train" ? o.context : o.new_tokens));
+  const double flops_per_token =
+      o.mode == "train" ? train_flops_per_token(shape, o.context)
+                        : generate_flops_per_token(shape, static_cast<double>(o.prompt_length) + 0.5 * o.new_tokens);
+
+  // The peak the achieved rate is measured against.
+  double peak = o.peak_flops;
+  std::string peak_source = "--peak-tflops";
+  std::string device_name = o.device.is_cuda() ? gpu_name(o.device) : "cpu";
+  if (peak <= 0 && o.device.is_cpu()) {
+    peak = measured_matmul_flops(o.device, o.precision == "bf16" ? torch::kBFloat16 : torch::kFloat);
+    peak_source = std::string("measured 2048^3 ") + (o.precision == "bf16" ? "bf16" : "fp32") + " matrix product";
+  } else if (peak <= 0) {
+    if (auto datasheet = datasheet_peak_flops(device_name, o.precision)) {
+      peak = *datasheet;
+      peak_source = "datasheet (" + device_name + ", dense " + (o.precision == "bf16" ? "bf16" : "tf32") + ")";
+    } else {
+      peak_source = "unknown device '" + device_name + "' (give --peak-tflops)";
+    }
+  }
+  const double achieved = tokens_per_step / step * flops_per_token;
+
+  json result = {{"mode", o.mode},
+                 {"preset", o.preset},
+                 {"model", to_json(shape)},
+                 {"parameters", count_parameters(shape)},
+                 {"batch", o.batch},
+                 {"device", o.device.str()},
+                 {"device_name", device_name},
+                 {"precision", o.precision},
+                 {"threads", o.device.is_cpu() ? torch::get_num_threads() : 0},
+                 {"torch_version", compat::torch_version()},
+                 {"warmup_steps", o.warmup},
+                 {"timed_steps", o.steps},
+                 {"step_time_s", step},
+                 {"step_time_min_s", *std::min_element(times.begin(), times.end())},
+                 {"step_time_max_s", *std::max_element(times.begin(), times.end())},
+                 {"step_times_s", times},
+                 {"tokens_per_step", tokens_per_step},
+                 {"tokens_per_s", tokens_per_step / step},
+                 {"flops_per_token", flops_per_token},
+                 {"achieved_flops", achieved},
+                 {"peak_flops", peak > 0 ? json(peak) : json(nullptr)},
+                 {"peak_flops_source", peak_source},
+                 {"mfu", peak > 0 ? json(achieved / peak) : json(nullptr)},
+                 {"peak_rss_bytes", peak_rss},
+                 {"rss_after_warmup_bytes", memory_after_warmup}};
+  if (o.mode == "train") result["context"] = o.context;
+  if (o.mode == "generate") {
+    result["prompt_length"] = o.prompt_length;
+    result["new_tokens"] = o.new_tokens;
+  }
+  return result;
+}
+
+// ---- output ------------------------------------------------------------------------------------------
+
+static std::string fixed(double v, int digits) {
+  std::ostringstream out;
+  out << std::fixed << std::setprecision(digits) << v;
+  return out.str();
+}
+
+static std::string mib(int64_t bytes) { return fixed(static_cast<double>(bytes) / (1 << 20), 0) + " MiB"; }
+
+std::string format_bench(const json& r) {
+  std::ostringstream out;
+  const json& m = r["model"];
+  out << "[bench] " << r["preset"].get<std::string>() << ": " << human_count(r["parameters"].get<double>())
+      << " parameters (" << m["n_layer"] << " layers, " << m["n_head"] << " heads, width " << m["n_embd"]
+      << ", vocab " << m["vocab_size"] << ", block " << m["block_size"] << ")\n";
+  out << "[bench] " << r["mode"].get<std::string>() << ": batch " << r["batch"];
+  if (r["mode"] == "train")
+    out << " x " << r["context"] << " tokens";
+  else
+    out << ", prompts of " << r["prompt_length"] << " + " << r["new_tokens"] << " new tokens";
+  out << ", " << r["device"].get<std::string>() << " " << r["precision"].get<std::string>();
+  if (r["device"] == "cpu") out << ", " << r["threads"] << " threads";
+  else out << " (" << r["device_name"].get<std::string>() << ")";
+  out << ", LibTorch " << r["torch_version"].get<std::string>() << "\n";
+  out << "[bench] step " << fixed(1e3 * r["step_time_s"].get<double>(), 1) << " ms median of "
+      << r["timed_steps"] << " after " << r["warmup_steps"] << " warm-up (min "
+      << fixed(1e3 * r["step_time_min_s"].get<double>(), 1) << ", max "
+      << fixed(1e3 * r["step_time_max_s"].get<double>(), 1) << ") -> "
+      << human_count(r["tokens_per_s"].get<double>()) << " tok/s\n";
+  out << "[bench] " << fixed(r["achieved_flops"].get<double>() / 1e9, 1) << " GFLOP/s ("
+      << fixed(r["flops_per_token"].get<double>() / 1e6, 2) << " MFLOP/token)";
+  if (!r["mfu"].is_null())
+    out << ", MFU " << fixed(100 * r["mfu"].get<double>(), 1) << "% of "
+        << fixed(r["peak_flops"].get<double>() / 1e9, 1) << " GFLOP/s, " << r["peak_flops_source"].get<std::string>();
+  else
+    out << ", MFU unknown: " << r["peak_flops_source"].get<std::string>();
+  out << "\n[bench] memory: peak RSS " << mib(r["peak_rss_bytes"].get<int64_t>()) << " (RSS after warm-up "
+      << mib(r["rss_after_warmup_bytes"].get<int64_t>()) << ")\n";
+  return out.str();
+}
+
+}  // namespace nurture
