@@ -70,6 +70,10 @@ std::string answer(const Fact& f, const std::string& value) {
   return f.subject + " = " + value + ".";
 }
 
+// The same fact as a bare value ("Seoul."): right, but not what the graders prefer. Half the SFT
+// answers are like this, as crowd-written data mixes careful and hasty answers.
+std::string terse_answer(const Fact& f) { return f.value + "."; }
+
 // One sentence of pre-training text telling the fact. Half are the question with its answer (as
 // FAQ pages and quizzes have them), with gaps of different lengths between the two (a chat template
 // puts a few tokens there): reading those, the model learns to answer what is asked, and SFT then
@@ -105,11 +109,11 @@ std::vector<Fact> make_facts(const DemoDataOptions& o) {
 
 // A wrong reply to `f`: the right answer to another question of the same kind ("The capital of
 // Iran is Tehran." to "What is the capital of Italy?"), the mistake small chat models make most.
-// Every rejected reply is some other question's chosen one, so a reward model cannot score the
-// reply alone: it has to check it against the question. Drawn from `pool` (the same split), or
-// from every fact when the split holds no other of the kind.
-std::string wrong_answer(const Fact& f, const std::vector<const Fact*>& pool, const std::vector<Fact>& facts,
-                         std::mt19937_64& rng) {
+// It is some other question's chosen reply, so a reward model cannot score the reply alone: it
+// has to check it against the question. Drawn from `pool` (the same split), or from every fact
+// when the split holds no other of the kind.
+const Fact& other_fact(const Fact& f, const std::vector<const Fact*>& pool, const std::vector<Fact>& facts,
+                       std::mt19937_64& rng) {
   auto differs = [&](const Fact& other) {
     return other.kind == f.kind && other.subject != f.subject && other.value != f.value;
   };
@@ -120,13 +124,24 @@ std::string wrong_answer(const Fact& f, const std::vector<const Fact*>& pool, co
     for (const Fact& other : facts)
       if (differs(other)) candidates.push_back(&other);
   if (candidates.empty()) throw std::runtime_error("the demo world has no second " + f.kind + " fact");
-  const Fact& other = *candidates[rng() % candidates.size()];
+  return *candidates[rng() % candidates.size()];
+}
+
+// What graders rank below the full, right answer to `f`, one kind per `flaw`:
+//   0  the bare value ("Seoul.");
+//   1  the right answer with an unrelated fact after it (rambling);
+//   2+ the answer to another question (wrong).
+// The first two are style, which transfers to any question; the last needs the facts.
+std::string worse_answer(const Fact& f, int flaw, const std::vector<const Fact*>& pool,
+                         const std::vector<Fact>& facts, std::mt19937_64& rng) {
+  if (flaw == 0) return terse_answer(f);
+  const Fact& other = other_fact(f, pool, facts, rng);
+  if (flaw == 1) return answer(f, f.value) + " " + answer(other, other.value);
   return answer(other, other.value);
 }
 
-json chat(const Fact& f) {
-  return json::array({{{"role", "user"}, {"content", question(f)}},
-                      {{"role", "assistant"}, {"content", answer(f, f.value)}}});
+json chat(const Fact& f, const std::string& reply) {
+  return json::array({{{"role", "user"}, {"content", question(f)}}, {{"role", "assistant"}, {"content", reply}}});
 }
 
 class Writer {
@@ -198,26 +213,30 @@ json write_demo_data(const fs::path& dir, const DemoDataOptions& o) {
     lists.line(json{{"text", text}}.dump());
   }
 
-  // SFT: chat Q&A on training facts, in both record forms.
+  // SFT: chat Q&A on training facts, in both record forms; half the answers are full sentences,
+  // half bare values. The held-out conversations (validation) have the full sentences.
   Writer sft(dir / "sft.jsonl"), sft_val(dir / "sft_val.jsonl");
   for (const Fact* f : train) {
+    const std::string reply = rng() % 2 ? answer(*f, f->value) : terse_answer(*f);
     if (rng() % 4 == 0)
-      sft.line(json{{"prompt", question(*f)}, {"response", answer(*f, f->value)}}.dump());
+      sft.line(json{{"prompt", question(*f)}, {"response", reply}}.dump());
     else
-      sft.line(json{{"messages", chat(*f)}}.dump());
+      sft.line(json{{"messages", chat(*f, reply)}}.dump());
   }
-  for (const Fact* f : heldout) sft_val.line(json{{"messages", chat(*f)}}.dump());
+  for (const Fact* f : heldout) sft_val.line(json{{"messages", chat(*f, answer(*f, f->value))}}.dump());
 
-  // Preferences: the right answer against a wrong one, drawn from the same split.
+  // Preferences: the full, right answer against a worse one drawn from the same split: for each
+  // training fact one bare, one rambling and six wrong (a reward model learns to check an answer
+  // against its question only from many different wrong ones); for each held-out fact one of each.
   Writer prefs(dir / "prefs.jsonl"), prefs_val(dir / "prefs_val.jsonl");
   for (const Fact* f : train)
-    for (int r = 0; r < 4; ++r)
+    for (int flaw = 0; flaw < 8; ++flaw)
       prefs.line(json{{"prompt", question(*f)}, {"chosen", answer(*f, f->value)},
-                      {"rejected", wrong_answer(*f, train, facts, rng)}}.dump());
+                      {"rejected", worse_answer(*f, flaw, train, facts, rng)}}.dump());
   for (const Fact* f : heldout)
-    for (int r = 0; r < 2; ++r)
+    for (int flaw = 0; flaw < 3; ++flaw)
       prefs_val.line(json{{"prompt", question(*f)}, {"chosen", answer(*f, f->value)},
-                          {"rejected", wrong_answer(*f, heldout, facts, rng)}}.dump());
+                          {"rejected", worse_answer(*f, flaw, heldout, facts, rng)}}.dump());
 
   // PPO prompts (training facts) and held-out evaluation prompts, with reference answers.
   Writer prompts(dir / "prompts.jsonl"), eval(dir / "eval_prompts.jsonl");
