@@ -24,6 +24,7 @@
 // V vocab, C channels.
 #include <algorithm>
 #include <fstream>
+#include <limits>
 #include <optional>
 #include <sstream>
 
@@ -134,6 +135,10 @@ std::shared_ptr<const Schema> ppo_schema() {
   s->add_int("save_every", 10, "checkpoint policy, value model, optimizers and β every N "
                                "iterations (0 = only at the end)")
       .at_least(0);
+  s->add_int("keep_checkpoints", 2, "keep the newest N checkpoints (older ones are deleted)").at_least(1);
+  s->add_int("max_nonfinite_steps", 5, "a minibatch update with a non-finite loss or gradient norm is "
+                                       "skipped; this many in a row stop the stage")
+      .at_least(1);
   return s;
 }
 
@@ -152,7 +157,7 @@ struct PpoOptions {
   int64_t kl_horizon = 10000;
   double lr = 1e-5, value_lr = 5e-5, weight_decay = 0.0, grad_clip = 1.0;
   double reward_model_weight = 1.0, reward_function_weight = 1.0, missing_eos_penalty = 0.0;
-  int64_t eval_every = 10, save_every = 10;
+  int64_t eval_every = 10, save_every = 10, keep_checkpoints = 2, max_nonfinite_steps = 5;
 
   static PpoOptions from(const Settings& s) {
     PpoOptions o;
@@ -183,6 +188,8 @@ struct PpoOptions {
     o.missing_eos_penalty = s.get_float("missing_eos_penalty");
     o.eval_every = s.get_int("eval_every");
     o.save_every = s.get_int("save_every");
+    o.keep_checkpoints = s.get_int("keep_checkpoints");
+    o.max_nonfinite_steps = s.get_int("max_nonfinite_steps");
     return o;
   }
 
@@ -335,6 +342,7 @@ class PpoPipeline : public Pipeline {
   json run(const StageContext& ctx) override {
     ctx_ = &ctx;
     options_ = PpoOptions::from(ctx.settings);
+    nonfinite_.emplace(ctx.name, options_.max_nonfinite_steps);
     setup_rewards();
     setup_models();
     setup_optimizers();
@@ -466,7 +474,9 @@ class PpoPipeline : public Pipeline {
   }
 
   void resume_if_possible() {
-    if (!load_checkpoint(ctx_->dir, checkpoint_modules(), checkpoint_optimizers(), state_)) return;
+    if (!load_checkpoint(ctx_->dir, checkpoint_modules(), checkpoint_optimizers(), state_, ctx_->name)) return;
+    nonfinite_->set_skipped(state_.extra.value("skipped_updates", int64_t{0}));
+    updates_ = state_.extra.value("updates", int64_t{0});
     iteration_ = state_.extra.value("iteration", int64_t{0});
     beta_ = state_.extra.value("kl_coef", options_.kl_coef);
     last_metrics_ = state_.extra.value("last_metrics", json::object());
@@ -495,7 +505,12 @@ class PpoPipeline : public Pipeline {
     state_.extra["last_metrics"] = last_metrics_;
     state_.extra["last_eval"] = last_eval_;
     state_.extra["last_eval_iteration"] = last_eval_iteration_;
-    save_checkpoint(ctx_->dir, checkpoint_modules(), checkpoint_optimizers(), state_);
+    state_.extra["skipped_updates"] = nonfinite_->skipped();
+    state_.extra["updates"] = updates_;
+    state_.step = iteration_;  // checkpoints are named by iteration
+    last_checkpoint_ = save_checkpoint(ctx_->dir, checkpoint_modules(), checkpoint_optimizers(), state_,
+                                       options_.keep_checkpoints)
+                           .string();
   }
 
   // ---- the loop ----
@@ -533,8 +548,7 @@ class PpoPipeline : public Pipeline {
         progress.finish();
         checkpoint();
         throw StageInterrupted("stopped at iteration " + std::to_string(iteration_) + "/" +
-                               std::to_string(options_.iterations) + "; the checkpoint in " +
-                               (ctx_->dir / "checkpoint").string() +
+                               std::to_string(options_.iterations) + "; the checkpoint " + last_checkpoint_ +
                                " resumes it: run the same command again, without --force");
       }
     }
@@ -636,18 +650,23 @@ class PpoPipeline : public Pipeline {
         optimizer_step(*value_optimizer_, *value_, value_loss.loss);
 
         stats.add(policy_loss, value_loss);
-        ++state_.step;
+        ++updates_;
       }
     }
     return stats;
   }
 
+  // One update of `model`, unless its loss or gradient norm is not finite (then skipped).
   void optimizer_step(torch::optim::Optimizer& optimizer, torch::nn::Module& model,
                       const torch::Tensor& loss) {
     optimizer.zero_grad();
     loss.backward();
-    if (options_.grad_clip > 0) torch::nn::utils::clip_grad_norm_(model.parameters(), options_.grad_clip);
-    optimizer.step();
+    const double max_norm = options_.grad_clip > 0 ? options_.grad_clip : std::numeric_limits<double>::infinity();
+    const auto norm = torch::nn::utils::clip_grad_norm_(model.parameters(), max_norm);
+    if (nonfinite_->admit(loss, torch::tensor(norm, torch::kFloat64), updates_, last_checkpoint_))
+      optimizer.step();
+    else
+      optimizer.zero_grad();
   }
 
   // The iteration's numbers. reward = score − β·Σ_t KL_t per reply: the objective PPO maximises.
@@ -820,6 +839,7 @@ class PpoPipeline : public Pipeline {
     for (const auto& [k, v] : last_eval_.items()) out[k] = v;
     out["iterations"] = iteration_;
     out["tokens"] = state_.tokens;
+    out["skipped_updates"] = nonfinite_->skipped();
     return out;
   }
 
@@ -840,6 +860,9 @@ class PpoPipeline : public Pipeline {
   double beta_ = 0.0;
   json last_metrics_ = json::object(), last_eval_ = json::object();
   int64_t last_eval_iteration_ = -1;
+  int64_t updates_ = 0;  // minibatch updates done (each steps both models)
+  std::optional<NonFiniteGuard> nonfinite_;
+  std::string last_checkpoint_ = "none yet";
 };
 
 }  // namespace

@@ -33,6 +33,9 @@ void add_training_fields(Schema& s, const TrainingDefaults& d) {
   s.add_int("eval_every", d.eval_every, "evaluate every N steps (0 = only at the end)").at_least(0);
   s.add_int("eval_batches", 0, "held-out batches per evaluation (0 = all)").at_least(0);
   s.add_int("save_every", d.save_every, "checkpoint every N steps (0 = only at the end)").at_least(0);
+  s.add_int("keep_checkpoints", 2, "keep the newest N checkpoints (older ones are deleted)").at_least(1);
+  s.add_int("max_nonfinite_steps", 5, "a step with a non-finite loss or gradient norm is skipped; this "
+                                      "many in a row stop the stage").at_least(1);
   s.add_int("log_every", 10, "log a metrics line every N steps").at_least(1);
 }
 
@@ -53,6 +56,8 @@ TrainingOptions TrainingOptions::from(const Settings& s) {
   o.eval_every = s.get_int("eval_every");
   o.eval_batches = s.get_int("eval_batches");
   o.save_every = s.get_int("save_every");
+  o.keep_checkpoints = s.get_int("keep_checkpoints");
+  o.max_nonfinite_steps = s.get_int("max_nonfinite_steps");
   o.log_every = s.get_int("log_every");
   return o;
 }
@@ -91,99 +96,6 @@ void set_learning_rate(torch::optim::Optimizer& optimizer, double lr) {
   for (auto& group : optimizer.param_groups()) group.options().set_lr(lr);
 }
 
-// ---- state and checkpoints -------------------------------------------------------------------------
-
-json TrainingState::to_json() const {
-  return {{"step", step}, {"data_position", data_position}, {"tokens", tokens}, {"extra", extra}};
-}
-
-TrainingState TrainingState::from_json(const json& j, const std::string& source) {
-  try {
-    TrainingState s;
-    s.step = j.at("step").get<int64_t>();
-    s.data_position = j.at("data_position").get<int64_t>();
-    s.tokens = j.at("tokens").get<int64_t>();
-    s.extra = j.value("extra", json::object());
-    return s;
-  } catch (const json::exception& e) {
-    throw std::runtime_error(source + ": not a training state (" + e.what() + ")");
-  }
-}
-
-static void save_module(torch::nn::Module& module, const fs::path& file) {
-  torch::serialize::OutputArchive archive;
-  module.save(archive);
-  archive.save_to(file.string());
-}
-
-static void load_module(torch::nn::Module& module, const fs::path& file, const torch::Device& device) {
-  torch::serialize::InputArchive archive;
-  archive.load_from(file.string(), device);
-  module.load(archive);
-}
-
-void save_checkpoint(const fs::path& stage_dir, const NamedModules& modules,
-                     const NamedOptimizers& optimizers, const TrainingState& state) {
-  if (!is_main_process()) return;
-  const fs::path final_dir = stage_dir / "checkpoint";
-  const fs::path tmp = stage_dir / "checkpoint.tmp";
-  const fs::path old = stage_dir / "checkpoint.old";
-  fs::remove_all(tmp);
-  fs::create_directories(tmp);
-  for (const auto& [name, module] : modules) save_module(*module, tmp / (name + ".pt"));
-  for (const auto& [name, optimizer] : optimizers) torch::save(*optimizer, (tmp / (name + ".pt")).string());
-  torch::save(at::detail::getDefaultCPUGenerator().get_state(), (tmp / "rng.pt").string());
-  {
-    std::ofstream out(tmp / "state.json");
-    out << state.to_json().dump(2) << "\n";
-    if (!out) throw std::runtime_error((tmp / "state.json").string() + ": write failed (disk full?)");
-  }
-  // Swap in: the previous checkpoint is removed only once the new one is complete.
-  fs::remove_all(old);
-  if (fs::exists(final_dir)) fs::rename(final_dir, old);
-  fs::rename(tmp, final_dir);
-  fs::remove_all(old);
-}
-
-bool load_checkpoint(const fs::path& stage_dir, const NamedModules& modules,
-                     const NamedOptimizers& optimizers, TrainingState& state) {
-  fs::path dir = stage_dir / "checkpoint";
-  // A crash between the two renames of save_checkpoint leaves only checkpoint.old.
-  if (!fs::exists(dir / "state.json") && fs::exists(stage_dir / "checkpoint.old" / "state.json"))
-    dir = stage_dir / "checkpoint.old";
-  if (!fs::exists(dir / "state.json")) return false;
-  auto checked = [&](const fs::path& file, const std::function<void()>& load) {
-    try {
-      load();
-    } catch (const std::exception& e) {
-      throw std::runtime_error(file.string() + ": cannot resume from this checkpoint (" +
-                               std::string(e.what()).substr(0, 300) +
-                               "); delete the checkpoint directory or run with --force");
-    }
-  };
-  for (const auto& [name, module] : modules) {
-    const fs::path file = dir / (name + ".pt");
-    torch::Device device = torch::kCPU;
-    for (const auto& p : module->parameters()) { device = p.device(); break; }
-    checked(file, [&] { load_module(*module, file, device); });
-  }
-  for (const auto& [name, optimizer] : optimizers) {
-    const fs::path file = dir / (name + ".pt");
-    checked(file, [&] { torch::load(*optimizer, file.string()); });
-  }
-  checked(dir / "rng.pt", [&] {
-    torch::Tensor rng;
-    torch::load(rng, (dir / "rng.pt").string());
-    at::Generator generator = at::detail::getDefaultCPUGenerator();  // a handle to the global one
-    generator.set_state(rng);
-  });
-  std::ifstream in(dir / "state.json");
-  json j;
-  checked(dir / "state.json", [&] { j = json::parse(in); });
-  state = TrainingState::from_json(j, (dir / "state.json").string());
-  return true;
-}
-
 // ---- preemption -------------------------------------------------------------------------------------
 
 static std::atomic<bool> stop_flag{false};  // lock-free: safe to set from a signal handler
@@ -191,16 +103,47 @@ void request_stop() { stop_flag.store(true); }
 bool stop_requested() { return stop_flag.load(); }
 void clear_stop_request() { stop_flag.store(false); }
 
+// ---- numerical faults -------------------------------------------------------------------------------
+
+bool NonFiniteGuard::admit(const torch::Tensor& loss, const torch::Tensor& grad_norm, int64_t step,
+                           const std::string& last_checkpoint) {
+  const bool finite = torch::isfinite(loss.detach().to(torch::kFloat64) + grad_norm.detach().to(torch::kFloat64))
+                          .item<bool>();
+  if (finite) {
+    in_a_row_ = 0;
+    return true;
+  }
+  ++skipped_;
+  ++in_a_row_;
+  const std::string values = "loss " + std::to_string(loss.item<double>()) + ", gradient norm " +
+                             std::to_string(grad_norm.item<double>());
+  if (in_a_row_ >= limit_)
+    throw std::runtime_error("step " + std::to_string(step + 1) + ": " + std::to_string(in_a_row_) +
+                             " steps in a row had a non-finite loss or gradient norm (" + values +
+                             "); stopping. The last checkpoint is intact: " + last_checkpoint +
+                             ". HINT: lower lr, raise warmup_steps or grad_clip, or look for broken "
+                             "examples in the data (max_nonfinite_steps sets the limit)");
+  warn_line(component_, "step " + std::to_string(step + 1) + " skipped (" + values + "); " +
+                            std::to_string(skipped_) + " skipped so far");
+  return false;
+}
+
 // ---- the loop ---------------------------------------------------------------------------------------
 
 Trainer::Trainer(const StageContext& ctx, torch::nn::Module& model, TrainingOptions options)
-    : ctx_(ctx), model_(model), options_(std::move(options)), optimizer_(make_adamw(model, options_)) {
+    : ctx_(ctx),
+      model_(model),
+      options_(std::move(options)),
+      optimizer_(make_adamw(model, options_)),
+      nonfinite_(ctx.name, options_.max_nonfinite_steps) {
   for (const auto& p : model_.parameters())
     if (p.requires_grad()) params_.push_back(p);
 }
 
 void Trainer::resume_if_possible() {
-  if (!load_checkpoint(ctx_.dir, {{"model", &model_}}, {{"optimizer", optimizer_.get()}}, state_)) return;
+  if (!load_checkpoint(ctx_.dir, {{"model", &model_}}, {{"optimizer", optimizer_.get()}}, state_, ctx_.name))
+    return;
+  nonfinite_.set_skipped(state_.extra.value("skipped_steps", int64_t{0}));
   log_line(ctx_.name, "resuming from the checkpoint at step " + std::to_string(state_.step) + "/" +
                           std::to_string(options_.max_steps));
   // Drop metrics a crashed run logged after its last checkpoint; they will be logged again.
@@ -219,7 +162,9 @@ void Trainer::resume_if_possible() {
 }
 
 void Trainer::checkpoint() {
-  save_checkpoint(ctx_.dir, {{"model", &model_}}, {{"optimizer", optimizer_.get()}}, state_);
+  last_checkpoint_ = save_checkpoint(ctx_.dir, {{"model", &model_}}, {{"optimizer", optimizer_.get()}}, state_,
+                                     options_.keep_checkpoints)
+                         .string();
 }
 
 // Global-norm clipping without reading the norm back to the host (the norm stays a tensor).
@@ -278,7 +223,13 @@ StepResult Trainer::step(const MicroStep& micro_step) {
   for (auto& p : params_)
     if (p.grad().defined()) p.grad().div_(denom.to(p.grad().scalar_type()));
   r.grad_norm = clip_gradients(params_, options_.grad_clip);
-  optimizer_->step();
+  if (nonfinite_.admit(r.loss_sum, r.grad_norm, state_.step, last_checkpoint_)) {
+    optimizer_->step();
+  } else {
+    r.skipped = true;
+    optimizer_->zero_grad();
+    state_.extra["skipped_steps"] = nonfinite_.skipped();
+  }
   ++state_.step;
   return r;
 }
@@ -314,17 +265,19 @@ json Trainer::fit(const MicroStep& micro_step, const Evaluate& evaluate) {
 
   while (state_.step < options_.max_steps) {
     const StepResult r = step(micro_step);
-    loss_acc = loss_acc.defined() ? loss_acc + r.loss_sum : r.loss_sum;
-    units_acc = units_acc.defined() ? units_acc + r.units : r.units;
-    for (const auto& [k, v] : r.sums) sums_acc[k] = sums_acc.count(k) ? sums_acc[k] + v : v;
+    if (!r.skipped) {  // a skipped step's NaN stays out of the logged means
+      loss_acc = loss_acc.defined() ? loss_acc + r.loss_sum : r.loss_sum;
+      units_acc = units_acc.defined() ? units_acc + r.units : r.units;
+      for (const auto& [k, v] : r.sums) sums_acc[k] = sums_acc.count(k) ? sums_acc[k] + v : v;
+    }
     tokens_since_log += r.tokens;
 
     const bool last = state_.step == options_.max_steps;
     if (state_.step % options_.log_every == 0 || last) {
       const double elapsed =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - window_start).count();
-      const double units = units_acc.item<double>();
-      last_train = {{"loss", loss_acc.item<double>() / std::max(units, 1.0)},
+      const double units = units_acc.defined() ? units_acc.item<double>() : 0.0;
+      last_train = {{"loss", loss_acc.defined() ? loss_acc.item<double>() / std::max(units, 1.0) : NAN},
                     {"lr", r.lr},
                     {"grad_norm", r.grad_norm.item<double>()},
                     {"tokens_per_s", elapsed > 0 ? tokens_since_log / elapsed : 0.0}};
@@ -352,8 +305,8 @@ json Trainer::fit(const MicroStep& micro_step, const Evaluate& evaluate) {
       progress.finish();
       checkpoint();
       throw StageInterrupted("stopped at step " + std::to_string(state_.step) + "/" +
-                             std::to_string(options_.max_steps) + "; the checkpoint in " +
-                             (ctx_.dir / "checkpoint").string() + " resumes it: run the same command again, without --force");
+                             std::to_string(options_.max_steps) + "; the checkpoint " + last_checkpoint_ +
+                             " resumes it: run the same command again, without --force");
     }
   }
   progress.finish();
@@ -364,6 +317,7 @@ json Trainer::fit(const MicroStep& micro_step, const Evaluate& evaluate) {
   for (const auto& [k, v] : last_train.items()) result["train_" + k] = v;
   result["steps"] = state_.step;
   result["tokens"] = state_.tokens;
+  result["skipped_steps"] = nonfinite_.skipped();
   return result;
 }
 

@@ -20,6 +20,7 @@
 #include <utility>
 #include <vector>
 
+#include "pipelines/checkpoint.h"
 #include "pipelines/pipeline.h"
 
 namespace nurture {
@@ -38,7 +39,8 @@ struct TrainingDefaults {
 };
 
 // Adds max_steps, batch_size, grad_accum, lr, min_lr_ratio, warmup_steps, schedule, weight_decay,
-// beta1, beta2, eps, grad_clip, eval_every, eval_batches, save_every, log_every to a stage schema.
+// beta1, beta2, eps, grad_clip, eval_every, eval_batches, save_every, keep_checkpoints,
+// max_nonfinite_steps, log_every to a stage schema.
 void add_training_fields(Schema& schema, const TrainingDefaults& defaults);
 
 struct TrainingOptions {
@@ -55,6 +57,8 @@ struct TrainingOptions {
   int64_t eval_every = 100;   // optimizer steps; 0 = only at the end
   int64_t eval_batches = 0;   // 0 = the whole held-out set
   int64_t save_every = 0;     // checkpoint every N steps; 0 = only at the end
+  int64_t keep_checkpoints = 2;     // the newest N checkpoints are kept
+  int64_t max_nonfinite_steps = 5;  // this many non-finite steps in a row stop the stage
   int64_t log_every = 10;     // metrics.jsonl / progress line every N steps
 
   static TrainingOptions from(const Settings& settings);
@@ -68,32 +72,6 @@ double learning_rate(const TrainingOptions& options, int64_t step);
 std::unique_ptr<torch::optim::AdamW> make_adamw(torch::nn::Module& model, const TrainingOptions& options);
 void set_learning_rate(torch::optim::Optimizer& optimizer, double lr);
 
-// ---- state and checkpoints -------------------------------------------------------------------------
-
-// Everything besides tensors that a resumed run needs to continue exactly.
-struct TrainingState {
-  int64_t step = 0;           // optimizer steps done
-  int64_t data_position = 0;  // examples / windows consumed (the pipeline's data cursor)
-  int64_t tokens = 0;         // tokens processed
-  nlohmann::json extra = nlohmann::json::object();  // pipeline-specific (e.g. PPO's β)
-
-  nlohmann::json to_json() const;
-  static TrainingState from_json(const nlohmann::json& j, const std::string& source);
-};
-
-using NamedModules = std::vector<std::pair<std::string, torch::nn::Module*>>;
-using NamedOptimizers = std::vector<std::pair<std::string, torch::optim::Optimizer*>>;
-
-// <dir>/checkpoint/: <name>.pt per module and optimizer, rng.pt (CPU and CUDA generator
-// states), state.json. Written into checkpoint.tmp/ first and renamed into place, so a crash
-// leaves the previous checkpoint intact.
-void save_checkpoint(const std::filesystem::path& stage_dir, const NamedModules& modules,
-                     const NamedOptimizers& optimizers, const TrainingState& state);
-// Loads <dir>/checkpoint/ when present; returns false when there is none. A damaged one is a
-// std::runtime_error naming the file.
-bool load_checkpoint(const std::filesystem::path& stage_dir, const NamedModules& modules,
-                     const NamedOptimizers& optimizers, TrainingState& state);
-
 // ---- preemption -------------------------------------------------------------------------------------
 
 // SIGTERM/SIGINT (the runner installs the handlers) ask the running stage to stop: the Trainer
@@ -105,6 +83,28 @@ void clear_stop_request();
 
 struct StageInterrupted : std::runtime_error {
   using std::runtime_error::runtime_error;
+};
+
+// ---- numerical faults -------------------------------------------------------------------------------
+
+// A step whose loss or gradient norm is not finite (NaN or inf: a bad batch, too high a learning
+// rate) is skipped, without an update, and counted. `limit` of them in a row stop the stage with
+// a std::runtime_error; the checkpoints written before them are intact, as no update was made.
+// Costs one read of a device value per step.
+class NonFiniteGuard {
+ public:
+  NonFiniteGuard(std::string component, int64_t limit) : component_(std::move(component)), limit_(limit) {}
+  // True when the step may update the parameters. `step` (0-based) and `last_checkpoint` are for
+  // the messages.
+  bool admit(const torch::Tensor& loss, const torch::Tensor& grad_norm, int64_t step,
+             const std::string& last_checkpoint);
+  int64_t skipped() const { return skipped_; }
+  void set_skipped(int64_t n) { skipped_ = n; }
+
+ private:
+  std::string component_;
+  int64_t limit_;
+  int64_t skipped_ = 0, in_a_row_ = 0;
 };
 
 // ---- the loop ---------------------------------------------------------------------------------------
@@ -126,6 +126,7 @@ struct StepResult {
   std::map<std::string, torch::Tensor> sums;  // Σ of each extra metric, float64
   int64_t tokens = 0;
   double lr = 0;
+  bool skipped = false;     // not finite: no update was made (see NonFiniteGuard)
 };
 
 class Trainer {
@@ -140,7 +141,8 @@ class Trainer {
   // Resumes from <dir>/checkpoint when one exists (logs the step it continues from).
   void resume_if_possible();
   // One optimizer step at state().step: the schedule's learning rate, grad_accum micro-batches
-  // (each backward()ed), gradients divided by the step's units, clipping, AdamW. No host read.
+  // (each backward()ed), gradients divided by the step's units, clipping, AdamW, unless the loss
+  // or gradient norm is not finite (NonFiniteGuard: the one host read of the step).
   StepResult step(const MicroStep& micro_step);
   // Runs until max_steps; evaluates every eval_every steps and at the end; checkpoints every
   // save_every steps and at the end. Returns the final metrics (last train and eval values).
@@ -158,6 +160,8 @@ class Trainer {
   std::unique_ptr<torch::optim::AdamW> optimizer_;
   std::vector<torch::Tensor> params_;  // the trained ones
   TrainingState state_;
+  NonFiniteGuard nonfinite_;
+  std::string last_checkpoint_ = "none yet";
 };
 
 }  // namespace nurture

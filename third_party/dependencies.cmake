@@ -46,6 +46,12 @@ find_path(NURTURE_JSON_INCLUDE nlohmann/json.hpp HINTS ${_nurture_hints} PATH_SU
 add_library(nurture_json INTERFACE)
 target_include_directories(nurture_json INTERFACE ${NURTURE_JSON_INCLUDE})
 
+# ---- OpenSSL's libcrypto (SHA-256 of checkpoint files, pipelines/manifest.cpp) ------------------
+if(NURTURE_DEPS_PREFIX AND NOT OPENSSL_ROOT_DIR)
+  list(GET NURTURE_DEPS_PREFIX 0 OPENSSL_ROOT_DIR)
+endif()
+find_package(OpenSSL REQUIRED COMPONENTS Crypto)
+
 # ---- SentencePiece, isolated ---------------------------------------------------------------------
 # Debian's libsentencepiece.so exports its bundled protobuf symbols, which clash with the
 # libprotobuf that libtorch loads. Nothing that links libtorch may link sentencepiece: the

@@ -16,6 +16,7 @@ packages=(
   libyaml-cpp-dev                     # recipes
   libboost-program-options-dev        # the CLI
   nlohmann-json3-dev                  # JSON / JSONL
+  libssl-dev                          # SHA-256 of checkpoint files (libcrypto)
   libgtest-dev                        # tests
 )
 

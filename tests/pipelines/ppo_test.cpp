@@ -284,7 +284,7 @@ TEST_F(PpoTest, ResumedRunReproducesTheUninterruptedOne) {
   request_stop();
   EXPECT_THROW(run_ppo(dir_ / "interrupted", settings), StageInterrupted);
   clear_stop_request();
-  const auto state = json::parse(read_file(dir_ / "interrupted" / "ppo" / "checkpoint" / "state.json"));
+  const auto state = json::parse(read_file(dir_ / "interrupted" / "ppo" / "checkpoints" / "step-00000001" / "state.json"));
   EXPECT_EQ(state["extra"]["iteration"], 1);
   EXPECT_EQ(run_ppo(dir_ / "interrupted", settings).dump(), whole.dump());
 }

@@ -1,10 +1,14 @@
 // The shared training loop: schedule values, which parameters decay, gradient accumulation that
-// weighs every unit the same, and a resumed run that ends bit-identical to an uninterrupted one.
-#include <gtest/gtest.h>
+// weighs every unit the same, a resumed run that ends bit-identical to an uninterrupted one,
+// damaged checkpoints passed over, and non-finite steps skipped.
+#include <gmock/gmock.h>
 
 #include <cmath>
 #include <fstream>
+#include <limits>
+#include <set>
 
+#include "pipelines/manifest.h"
 #include "pipelines/trainer.h"
 #include "tests/test_util.h"
 
@@ -131,8 +135,8 @@ TEST_F(TrainerTest, ResumedRunEndsIdenticalToAnUninterruptedOne) {
                  StageInterrupted);
     clear_stop_request();
   }
-  ASSERT_TRUE(fs::exists(dir_ / "resumed" / "checkpoint" / "state.json"));
-  auto state = nlohmann::json::parse(read_file(dir_ / "resumed" / "checkpoint" / "state.json"));
+  ASSERT_TRUE(fs::exists(dir_ / "resumed" / "checkpoints" / "step-00000004" / "state.json"));
+  auto state = nlohmann::json::parse(read_file(dir_ / "resumed" / "checkpoints" / "step-00000004" / "state.json"));
   EXPECT_EQ(state["step"], 4);
   EXPECT_EQ(state["data_position"], 16);
 
@@ -156,21 +160,125 @@ TEST_F(TrainerTest, ResumedRunEndsIdenticalToAnUninterruptedOne) {
   EXPECT_EQ(count_lines(dir_ / "resumed" / "metrics.jsonl"), count_lines(dir_ / "straight" / "metrics.jsonl"));
 }
 
-TEST_F(TrainerTest, DamagedCheckpointIsAClearError) {
+// Checkpoints every 4 steps, keeping 2: steps 8 and 10 remain. With the newest one damaged, the
+// run resumes from step 8 (warning about step 10) and ends where the uninterrupted run ended.
+TEST_F(TrainerTest, DamagedNewestCheckpointFallsBackToThePreviousIntactOne) {
+  auto o = options(1);
+  o.save_every = 4;
+  auto straight = make_model();
+  auto ctx = context(dir_ / "run");
+  Trainer(ctx, *straight, o).fit(step_fn(straight, 4), [] { return nlohmann::json::object(); });
+  std::vector<std::string> kept;
+  for (const auto& dir : list_checkpoints(dir_ / "run")) kept.push_back(dir.filename().string());
+  EXPECT_EQ(kept, (std::vector<std::string>{"step-00000010", "step-00000008"}));
+
+  const fs::path newest = dir_ / "run" / "checkpoints" / "step-00000010" / "model.pt";
+  std::string bytes = read_file(newest);
+  bytes[bytes.size() / 2] ^= 0x20;  // one flipped bit, same size
+  write_file(newest, bytes);
+  auto resumed = make_model();
+  Trainer trainer(ctx, *resumed, o);
+  ::testing::internal::CaptureStderr();
+  trainer.resume_if_possible();
+  const std::string warnings = ::testing::internal::GetCapturedStderr();
+  EXPECT_NE(warnings.find("[toy] warning: damaged checkpoint step-00000010: model.pt: its SHA-256 differs "
+                          "from the manifest's"),
+            std::string::npos)
+      << warnings;
+  EXPECT_NE(warnings.find("resuming from the newest intact one, " + (dir_ / "run" / "checkpoints" / "step-00000008").string()),
+            std::string::npos)
+      << warnings;
+  EXPECT_EQ(trainer.state().step, 8);
+  trainer.fit(step_fn(resumed, 4), [] { return nlohmann::json::object(); });
+  EXPECT_TRUE(torch::equal(straight->weight, resumed->weight));
+  EXPECT_TRUE(torch::equal(straight->bias, resumed->bias));
+}
+
+TEST_F(TrainerTest, NoIntactCheckpointIsAClearError) {
   auto model = make_model();
   auto ctx = context(dir_ / "run");
   Trainer(ctx, *model, options(1)).fit(step_fn(model, 4), [] { return nlohmann::json::object(); });
-  write_file(dir_ / "run" / "checkpoint" / "model.pt", "not a checkpoint");
+  const fs::path file = dir_ / "run" / "checkpoints" / "step-00000010" / "optimizer.pt";
+  const std::string bytes = read_file(file);
+  write_file(file, bytes.substr(0, bytes.size() / 3));  // truncated
   Trainer again(ctx, *model, options(1));
   try {
     again.resume_if_possible();
     FAIL() << "expected an error";
   } catch (const std::runtime_error& e) {
-    EXPECT_NE(std::string(e.what()).find((dir_ / "run" / "checkpoint" / "model.pt").string() +
-                                         ": cannot resume from this checkpoint"),
-              std::string::npos)
-        << e.what();
+    EXPECT_THAT(e.what(), ::testing::HasSubstr("no intact checkpoint in " + (dir_ / "run" / "checkpoints").string() +
+                                               " (step-00000010: optimizer.pt: " + std::to_string(bytes.size() / 3) +
+                                               " bytes, the manifest says " + std::to_string(bytes.size()) +
+                                               " (truncated?)). HINT: run with --force"));
   }
+  // A checkpoint a crash left half-written (no manifest yet) is not taken either.
+  fs::remove(dir_ / "run" / "checkpoints" / "step-00000010" / "manifest.json");
+  EXPECT_THROW(again.resume_if_possible(), std::runtime_error);
+  // And one written into a .tmp directory is ignored.
+  fs::rename(dir_ / "run" / "checkpoints" / "step-00000010", dir_ / "run" / "checkpoints" / "step-00000010.tmp");
+  EXPECT_TRUE(list_checkpoints(dir_ / "run").empty());
+}
+
+// A micro-batch whose loss is NaN (a broken example) skips its step: the parameters stay as they
+// were, the step is counted, and the run goes on; max_nonfinite_steps in a row stop it with the
+// last checkpoint intact.
+TEST_F(TrainerTest, NonFiniteStepsAreSkippedAndTooManyStopTheStage) {
+  auto o = options(1);
+  o.save_every = 2;
+  o.max_nonfinite_steps = 3;
+  auto model = make_model();
+  auto ctx = context(dir_ / "run");
+  Trainer trainer(ctx, *model, o);
+  auto fn = step_fn(model, 4);
+  const std::set<int64_t> bad = {3, 6};
+  torch::Tensor before;  // the weights when a poisoned step began
+  int checked = 0;
+  auto poisoned = [&](TrainingState& s) {
+    if (bad.count(s.step - 1)) {  // the step before was skipped: no update
+      EXPECT_TRUE(torch::equal(model->weight, before)) << "step " << s.step;
+      ++checked;
+    }
+    MicroBatch mb = fn(s);
+    if (bad.count(s.step)) {
+      before = model->weight.detach().clone();
+      mb.loss_sum = mb.loss_sum * std::numeric_limits<double>::quiet_NaN();
+    }
+    return mb;
+  };
+  ::testing::internal::CaptureStderr();
+  auto metrics = trainer.fit(poisoned, [] { return nlohmann::json::object(); });
+  EXPECT_EQ(checked, 2);
+  const std::string warnings = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(metrics["skipped_steps"], 2);
+  EXPECT_EQ(metrics["steps"], 10);
+  EXPECT_THAT(warnings, ::testing::HasSubstr("[toy] warning: step 4 skipped (loss nan"));
+  EXPECT_THAT(warnings, ::testing::HasSubstr("[toy] warning: step 7 skipped"));
+
+  // Three in a row (steps 5-7) stop the stage. The newest checkpoint, of step 6, holds the weights
+  // of step 4: skipped steps change nothing.
+  auto model2 = make_model();
+  auto ctx2 = context(dir_ / "stops");
+  Trainer stopping(ctx2, *model2, o);
+  auto fn2 = step_fn(model2, 4);
+  auto always_nan_from_5 = [&](TrainingState& s) {
+    MicroBatch mb = fn2(s);
+    if (s.step >= 4) mb.loss_sum = mb.loss_sum * std::numeric_limits<double>::quiet_NaN();
+    return mb;
+  };
+  ::testing::internal::CaptureStderr();
+  try {
+    stopping.fit(always_nan_from_5, [] { return nlohmann::json::object(); });
+    FAIL() << "expected the stage to stop";
+  } catch (const std::runtime_error& e) {
+    EXPECT_THAT(e.what(), ::testing::HasSubstr("step 7: 3 steps in a row had a non-finite loss or gradient norm"));
+    EXPECT_THAT(e.what(), ::testing::HasSubstr("The last checkpoint is intact: " +
+                                               (dir_ / "stops" / "checkpoints" / "step-00000006").string()));
+  }
+  ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(list_checkpoints(dir_ / "stops").front().filename(), "step-00000006");
+  std::string problem;
+  EXPECT_TRUE(verify_checkpoint_dir(list_checkpoints(dir_ / "stops").front(), &problem)) << problem;
+  EXPECT_TRUE(torch::isfinite(model2->weight).all().item<bool>());
 }
 
 }  // namespace
