@@ -7,10 +7,6 @@ namespace nurture {
 
 namespace {
 
-bool is_known_role(const std::string& role) {
-  return role == "system" || role == "user" || role == "assistant";
-}
-
 void require_chat_tokens(const Tokenizer& tokenizer, const std::string& template_name) {
   if (!tokenizer.has_chat_tokens())
     throw std::runtime_error(
@@ -33,14 +29,6 @@ void append(RenderedChat& chat, int64_t id, uint8_t mask) {
 }
 
 }  // namespace
-
-void validate_messages(const std::vector<Message>& messages) {
-  for (size_t i = 0; i < messages.size(); ++i) {
-    if (!is_known_role(messages[i].role))
-      throw std::invalid_argument("chat message " + std::to_string(i) + ": unknown role \"" +
-                                  messages[i].role + "\"; expected system, user or assistant");
-  }
-}
 
 RenderedChat ChatMLTemplate::render(const Tokenizer& tokenizer,
                                     const std::vector<Message>& messages,

@@ -6,23 +6,15 @@
 #include <string>
 #include <vector>
 
+#include "modules/message.h"
 #include "modules/tokenizer.h"
 
 namespace nurture {
-
-struct Message {
-  std::string role;  // "system" | "user" | "assistant"
-  std::string content;
-};
 
 struct RenderedChat {
   std::vector<int64_t> ids;
   std::vector<uint8_t> loss_mask;  // same length as ids; 1 where the model is trained to predict
 };
-
-// Throws std::invalid_argument naming the message's index and role unless it is system, user
-// or assistant.
-void validate_messages(const std::vector<Message>& messages);
 
 class ChatTemplate {
  public:

@@ -1,9 +1,6 @@
-// What users bring, read and checked: chat examples for SFT, preference pairs, prompts for PPO and
-// evaluation, in-context tasks (all JSONL), and pre-training text tokenized once into binary
+// What users bring, made into tokens: chat examples for SFT rendered with the template (the JSONL
+// records themselves are read by jsonl.h), and pre-training text tokenized once into binary
 // token shards that are read memory-mapped.
-//
-// Every reader stops at a malformed line with `file:line: what is wrong` (std::runtime_error), or,
-// with skip_bad_lines, skips it and counts it. A file with no usable example is an error.
 #pragma once
 #include <cstdint>
 #include <filesystem>
@@ -15,42 +12,18 @@
 
 #include "modules/chat_template.h"
 #include "modules/tokenizer.h"
+#include "pipelines/jsonl.h"
 
 namespace nurture {
 
-// ---- JSONL ------------------------------------------------------------------------------------------
-
-struct ReadStats {
-  int64_t lines = 0;    // non-empty lines read
-  int64_t skipped = 0;  // malformed lines skipped (skip_bad_lines)
-};
-
-// Calls fn(record, where) for every non-empty line of a JSONL file; `where` is "file:line". A
-// line that is not a JSON object, or for which fn throws std::invalid_argument, is an error
-// `file:line: what` — or is skipped and counted when skip_bad_lines.
-ReadStats for_each_jsonl(const std::filesystem::path& file, bool skip_bad_lines,
-                         const std::function<void(const nlohmann::json&, const std::string&)>& fn);
-
-// A string field of a record; std::invalid_argument naming the key when missing or not a string.
-std::string string_field(const nlohmann::json& record, const std::string& key);
-
-// `prompt` as a string (one user turn) or as messages ([{role, content}, ...]).
-std::vector<Message> prompt_messages(const nlohmann::json& prompt);
-
 // ---- datasets: record formats ---------------------------------------------------------------------
 
-// A dataset format turns one JSONL record into a conversation. Registered by name in
-// registries().datasets; built in: "chat" ({messages: [...]} or {prompt, response[, system]})
-// and "alpaca" ({instruction, input, output}). Throws std::invalid_argument on a bad record.
-using ChatFormat = std::function<std::vector<Message>(const nlohmann::json&)>;
-
+// A dataset format (registries().datasets) turns one JSONL record into a conversation; the
+// built-in ones are in jsonl.h.
 struct DatasetEntry {
   std::string help;
   ChatFormat to_messages;
 };
-
-std::vector<Message> chat_record_to_messages(const nlohmann::json& record);
-std::vector<Message> alpaca_record_to_messages(const nlohmann::json& record);
 
 // ---- SFT --------------------------------------------------------------------------------------------
 
@@ -80,29 +53,6 @@ struct ChatData {
 // truncation are dropped (nothing to learn). Empty result: std::runtime_error naming the file.
 ChatData load_chat_data(const std::filesystem::path& file, const Tokenizer& tokenizer,
                         const ChatTemplate& chat_template, const ChatDataOptions& options);
-
-// ---- preferences, prompts, in-context tasks ---------------------------------------------------------
-
-struct PreferenceExample {
-  std::vector<Message> prompt;
-  std::string chosen, rejected;  // assistant replies
-};
-std::vector<PreferenceExample> load_preferences(const std::filesystem::path& file,
-                                                bool skip_bad_lines, ReadStats* stats = nullptr);
-
-struct PromptExample {
-  std::vector<Message> prompt;
-  std::string reference;  // optional reference answer ("" when absent)
-};
-std::vector<PromptExample> load_prompts(const std::filesystem::path& file, bool skip_bad_lines,
-                                        ReadStats* stats = nullptr);
-
-// In-context learning: {input, target[, task]}; k-shot prompts are built from examples of the
-// same task.
-struct IclExample {
-  std::string input, target, task;
-};
-std::vector<IclExample> load_icl_tasks(const std::filesystem::path& file, bool skip_bad_lines);
 
 // ---- pre-training token shards ---------------------------------------------------------------------
 
