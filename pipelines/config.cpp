@@ -115,9 +115,18 @@ static SourceLocation location_of(const YAML::Mark& mark, const std::string& sou
 
 static void apply_source(ConfigNode& node, const SourceLocation& where);
 
-static ConfigNode convert(const YAML::Node& y, const std::string& source,
-                          std::vector<std::string>& errors) {
+// Deeper than any recipe needs; also where an alias that refers to itself (`a: &x {b: *x}`) is
+// caught instead of recursing until the stack runs out.
+constexpr int kMaxRecipeDepth = 64;
+
+static ConfigNode convert(const YAML::Node& y, const std::string& source, std::vector<std::string>& errors,
+                          int depth = 0) {
   SourceLocation where = location_of(y.Mark(), source);
+  if (depth > kMaxRecipeDepth) {
+    errors.push_back(where.str() + ": the recipe nests deeper than " + std::to_string(kMaxRecipeDepth) +
+                     " levels (an alias that contains itself?)");
+    return ConfigNode{};
+  }
   switch (y.Type()) {
     case YAML::NodeType::Undefined:
     case YAML::NodeType::Null: {
@@ -130,7 +139,7 @@ static ConfigNode convert(const YAML::Node& y, const std::string& source,
       return ConfigNode::scalar(y.Scalar(), where, y.Tag() == "!");
     case YAML::NodeType::Sequence: {
       ConfigNode n = ConfigNode::sequence(where);
-      for (const auto& item : y) n.items().push_back(convert(item, source, errors));
+      for (const auto& item : y) n.items().push_back(convert(item, source, errors, depth + 1));
       return n;
     }
     case YAML::NodeType::Map: {
@@ -147,7 +156,7 @@ static ConfigNode convert(const YAML::Node& y, const std::string& source,
           errors.push_back(key_where.str() + ": " + key + ": duplicate key (it is already set above)");
           continue;
         }
-        n.entries().push_back({key, key_where, convert(kv.second, source, errors)});
+        n.entries().push_back({key, key_where, convert(kv.second, source, errors, depth + 1)});
       }
       return n;
     }

@@ -126,6 +126,10 @@ TEST_F(RecipeTest, InvalidYamlAndDuplicateKeys) {
   errors = errors_of(dir_ / "absent.yaml");
   ASSERT_EQ(errors.size(), 1u);
   EXPECT_EQ(errors[0], (dir_ / "absent.yaml").string() + ": cannot read this recipe file (does it exist?)");
+  // An alias inside its own anchor (found by tests/fuzz/recipe_fuzz: it used to overflow the stack).
+  errors = errors_of(recipe("stages:\n  b: &x {pipeline: sft, extra: *x}\n"));
+  ASSERT_FALSE(errors.empty());
+  EXPECT_THAT(errors[0], HasSubstr(": the recipe nests deeper than 64 levels (an alias that contains itself?)"));
 }
 
 TEST_F(RecipeTest, OverridesAreTypedAndNamedInErrors) {
