@@ -26,5 +26,6 @@ int generate_command(const std::vector<std::string>& args);   // cli_generate.cp
 int chat_command(const std::vector<std::string>& args);       // cli_chat.cpp
 int data_command(const std::vector<std::string>& args);       // cli_data.cpp
 int bench_command(const std::vector<std::string>& args);      // cli_bench.cpp
+int launch_command(const std::vector<std::string>& args);     // cli_launch.cpp
 
 }  // namespace nurture::cli
