@@ -208,6 +208,14 @@ void load_weights(torch::nn::Module& module, const fs::path& file, const torch::
       }
     }
   }
+  // The model takes the weights' precision (a float64 model directory stays float64).
+  const torch::Tensor& first = available.begin()->second;
+  if (first.is_floating_point() && !targets.empty() && targets.front().second.scalar_type() != first.scalar_type()) {
+    module.to(first.scalar_type());
+    targets.clear();
+    for (auto& item : module.named_parameters(/*recurse=*/true)) targets.emplace_back(item.key(), item.value());
+    for (auto& item : module.named_buffers(/*recurse=*/true)) targets.emplace_back(item.key(), item.value());
+  }
   torch::NoGradGuard no_grad;
   for (auto& [name, target] : targets) target.copy_(available.at(name));
 }

@@ -14,6 +14,7 @@
 #include "modules/compat.h"
 #include "modules/losses.h"
 #include "modules/sampling.h"
+#include "pipelines/distributed.h"
 #include "pipelines/log.h"
 #include "pipelines/runner.h"
 #include "pipelines/trainer.h"
@@ -191,7 +192,8 @@ json run_bench(const BenchOptions& o) {
                                 ") exceed the model's block_size " + std::to_string(shape.block_size()) +
                                 " (raise it with --set block_size=N)");
 
-  const int threads = o.threads > 0 ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  // 0 threads: the cores, shared among the processes of this node (nurture launch).
+  const int threads = o.threads > 0 ? o.threads : default_cpu_threads();
   set_cpu_threads(threads);
   torch::manual_seed(o.seed);
   Transformer model(shape);
@@ -202,7 +204,10 @@ json run_bench(const BenchOptions& o) {
                                                       : time_generation(model, o, &memory_after_warmup);
   const int64_t peak_rss = proc_status_bytes("VmHWM");
   const double step = median(times);
-  const double tokens_per_step = static_cast<double>(o.batch * (o.mode == "train" ? o.context : o.new_tokens));
+  // With several ranks (training in lockstep) the step processes every rank's batch.
+  const int ranks = o.mode == "train" ? dist::world_size() : 1;
+  const double tokens_per_step =
+      static_cast<double>(ranks * o.batch * (o.mode == "train" ? o.context : o.new_tokens));
   const double flops_per_token =
       o.mode == "train" ? train_flops_per_token(shape, o.context)
                         : generate_flops_per_token(shape, static_cast<double>(o.prompt_length) + 0.5 * o.new_tokens);
@@ -233,6 +238,7 @@ json run_bench(const BenchOptions& o) {
                  {"device_name", device_name},
                  {"precision", o.precision},
                  {"threads", o.device.is_cpu() ? torch::get_num_threads() : 0},
+                 {"ranks", ranks},
                  {"torch_version", compat::torch_version()},
                  {"warmup_steps", o.warmup},
                  {"timed_steps", o.steps},
@@ -280,6 +286,7 @@ std::string format_bench(const json& r) {
     out << ", prompts of " << r["prompt_length"] << " + " << r["new_tokens"] << " new tokens";
   out << ", " << r["device"].get<std::string>() << " " << r["precision"].get<std::string>();
   if (r["device"] == "cpu") out << ", " << r["threads"] << " threads";
+  if (r["ranks"].get<int>() > 1) out << " x " << r["ranks"] << " ranks";
   else out << " (" << r["device_name"].get<std::string>() << ")";
   out << ", LibTorch " << r["torch_version"].get<std::string>() << "\n";
   out << "[bench] step " << fixed(1e3 * r["step_time_s"].get<double>(), 1) << " ms median of "

@@ -3,6 +3,7 @@
 #include <iostream>
 
 #include "pipelines/bench.h"
+#include "pipelines/distributed.h"
 #include "pipelines/cli_model.h"
 
 namespace nurture::cli {
@@ -91,12 +92,19 @@ int bench_command(const std::vector<std::string>& args) {
   }
   o.device = parse_device("bench", vm["device"].as<std::string>());
 
+  // Under nurture launch (or torchrun, Slurm): the training step of every rank, in lockstep.
+  const dist::Environment env = dist::environment_from_process();
+  dist::init(env, o.device, std::chrono::minutes(30));
+  o.device = dist::local_device(o.device);
   nlohmann::json result;
   try {
     result = run_bench(o);
   } catch (const std::invalid_argument& e) {
     throw UsageError("nurture bench: " + std::string(e.what()));
   }
+  const bool report = dist::rank() == 0;
+  dist::shutdown();
+  if (!report) return kExitOk;
   if (vm.count("json")) std::cout << result.dump() << std::endl;
   else std::cout << format_bench(result) << std::flush;
   return kExitOk;

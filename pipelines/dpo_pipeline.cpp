@@ -153,7 +153,7 @@ class DpoPipeline : public Pipeline {
   // The next `batch` pairs of the seeded order at the data cursor; every pair is one unit.
   MicroBatch micro_step(const StageContext& ctx, TrainingState& state, ShuffledOrder& order, int64_t batch) {
     std::vector<const TokenizedPair*> pairs;
-    for (int64_t i = 0; i < batch; ++i) pairs.push_back(&train_.pairs[order.at(state.data_position++)]);
+    for (int64_t position : take_positions(state, batch)) pairs.push_back(&train_.pairs[order.at(position)]);
     PaddedBatch b = pair_batch(pairs, pad_id_, ctx.run.device);
     Forward f = forward_loss(b);
     const double n = static_cast<double>(pairs.size());
@@ -195,7 +195,7 @@ class DpoPipeline : public Pipeline {
 
 PipelineEntry dpo_pipeline_entry() {
   return {"direct preference optimization of an sft model against its frozen copy", dpo_schema,
-          [] { return std::make_unique<DpoPipeline>(); }};
+          [] { return std::make_unique<DpoPipeline>(); }, /*data_parallel=*/true};
 }
 
 }  // namespace nurture

@@ -113,6 +113,7 @@ Transformer build_language_model(const StageContext& ctx, const Tokenizer& token
   if (s.has("init_from")) {
     const fs::path dir = model_dir_of(ctx, "init_from");
     model = load_transformer(dir, ctx.run.device);
+    model->to(ctx.run.param_dtype());
     if (model->options.vocab_size() < tokenizer.vocab_size())
       throw std::runtime_error(s.where("init_from") + ": the model's vocabulary (" +
                                std::to_string(model->options.vocab_size()) +
@@ -122,7 +123,7 @@ Transformer build_language_model(const StageContext& ctx, const Tokenizer& token
   } else {
     torch::manual_seed(ctx.run.seed);
     model = Transformer(model_options(s.section("model"), tokenizer.vocab_size()));
-    model->to(ctx.run.device);
+    model->to(ctx.run.device, ctx.run.param_dtype());
     log_line(ctx.name, "new model (" + s.section("model").get_string("preset") +
                            "): " + parameter_summary(model->options));
   }

@@ -20,10 +20,16 @@ struct RunSettings {
   torch::Device device = torch::kCPU;
   int64_t seed = 0;
   int threads = 1;
-  std::string precision = "fp32";   // "fp32" | "bf16" (autocast around every stage; see runner)
+  std::string precision = "fp32";   // "fp32" | "bf16" (autocast around every stage) | "fp64"
   std::filesystem::path output_dir;
+  int64_t bucket_mb = 25;           // gradient all-reduce bucket size (distributed)
 
-  torch::ScalarType compute_dtype() const { return precision == "bf16" ? torch::kBFloat16 : torch::kFloat; }
+  // What matrix products and attention compute in (bf16: autocast; weights stay fp32).
+  torch::ScalarType compute_dtype() const {
+    return precision == "bf16" ? torch::kBFloat16 : precision == "fp64" ? torch::kDouble : torch::kFloat;
+  }
+  // What the weights are stored and trained in: float64 for fp64 (numerical checks), else float32.
+  torch::ScalarType param_dtype() const { return precision == "fp64" ? torch::kDouble : torch::kFloat; }
 };
 
 struct StageContext {
@@ -51,6 +57,9 @@ struct PipelineEntry {
   std::string help;                                      // one line for `nurture run --help`
   std::function<std::shared_ptr<const Schema>()> schema;  // its settings
   std::function<std::unique_ptr<Pipeline>()> create;
+  // True when every rank runs the stage, each on its share of the data (training stages). A
+  // stage that is not runs on rank 0 alone while the other ranks wait for it.
+  bool data_parallel = false;
 };
 
 }  // namespace nurture

@@ -82,8 +82,8 @@ std::shared_ptr<const Schema> ppo_schema() {
                                            "stop tokens end each reply");
   // Rollouts.
   s->add_int("iterations", 100, "rollout + update rounds").at_least(1);
-  s->add_int("rollout_batch_size", 64, "prompts sampled per iteration (a seeded order, reshuffled "
-                                       "every pass over the prompts)")
+  s->add_int("rollout_batch_size", 64, "prompts sampled per iteration on each rank (a seeded order, "
+                                       "reshuffled every pass over the prompts)")
       .at_least(1);
   s->add_int("max_new_tokens", 64, "longest reply sampled; prompts that leave less room than this "
                                    "in the model's block_size are left out")
@@ -96,8 +96,8 @@ std::shared_ptr<const Schema> ppo_schema() {
   s->add_float("top_p", 1.0, "nucleus sampling threshold (1 = off)").greater_than(0).at_most(1);
   // Updates.
   s->add_int("ppo_epochs", 4, "optimisation passes over each rollout (TRL: 4)").at_least(1);
-  s->add_int("minibatch_size", 16, "rollout rows per optimizer step; also the batch of the "
-                                   "scoring forward passes")
+  s->add_int("minibatch_size", 16, "rollout rows per optimizer step on each rank; also the batch of "
+                                   "the scoring forward passes")
       .at_least(1);
   s->add_float("clip_eps", 0.2, "policy ratio clip range: ratio in [1 - clip_eps, 1 + clip_eps]")
       .greater_than(0);
@@ -139,6 +139,12 @@ std::shared_ptr<const Schema> ppo_schema() {
   s->add_int("max_nonfinite_steps", 5, "a minibatch update with a non-finite loss or gradient norm is "
                                        "skipped; this many in a row stop the stage")
       .at_least(1);
+  s->add_check([](const Settings& t, ValidationContext& ctx) {
+    if (t.get_int("minibatch_size") > t.get_int("rollout_batch_size"))
+      ctx.errors.push_back(t.where("minibatch_size") + ": " + std::to_string(t.get_int("minibatch_size")) +
+                           " exceeds rollout_batch_size " + std::to_string(t.get_int("rollout_batch_size")) +
+                           " (a minibatch is a part of one rank's rollout)");
+  });
   return s;
 }
 
@@ -392,6 +398,7 @@ class PpoPipeline : public Pipeline {
                                  kind + "', not a trained reward model (kind reward, the output of a "
                                  "reward_model stage)");
       reward_model_ = load_reward_model(dir, ctx.run.device);
+      reward_model_->to(ctx.run.param_dtype());
       reward_model_->eval();
       for (auto& p : reward_model_->parameters()) p.set_requires_grad(false);
       reward_tokenizer_ = Tokenizer::load(dir.string());
@@ -412,6 +419,7 @@ class PpoPipeline : public Pipeline {
     }
 
     value_ = load_value_model(value_dir, ctx.run.device);
+    value_->to(ctx.run.param_dtype());
     {
       torch::NoGradGuard no_grad;  // V = 0 everywhere at the start
       value_->value_head->weight.zero_();
@@ -422,10 +430,18 @@ class PpoPipeline : public Pipeline {
                            value_dir.string() + " with a zeroed value head");
   }
 
+  // With several ranks both models start from rank 0's weights, and their gradients are summed
+  // over the ranks (each rank's loss weighs 1/world_size: the mean over ranks).
   void setup_optimizers() {
     policy_optimizer_ = make_adamw(*policy_, options_.adamw(options_.lr));
     value_optimizer_ = make_adamw(*value_, options_.adamw(options_.value_lr));
     beta_ = options_.kl_coef;
+    if (dist::world_size() > 1) {
+      dist::broadcast_module(*policy_);
+      dist::broadcast_module(*value_);
+      policy_sync_ = std::make_unique<dist::GradientSync>(*policy_, ctx_->run.bucket_mb << 20);
+      value_sync_ = std::make_unique<dist::GradientSync>(*value_, ctx_->run.bucket_mb << 20);
+    }
   }
 
   void setup_data() {
@@ -521,10 +537,11 @@ class PpoPipeline : public Pipeline {
     while (iteration_ < options_.iterations) {
       Rollout rollout = collect_rollout(next_prompts());
       UpdateStats stats = update(rollout);
-      json record = iteration_metrics(rollout, stats);
+      bool stop = false;
+      json record = iteration_metrics(rollout, stats, &stop);
       if (options_.adaptive_kl)
         beta_ = adaptive_kl_update(beta_, record["kl"].get<double>(), options_.target_kl,
-                                   options_.rollout_batch_size, options_.kl_horizon);
+                                   options_.rollout_batch_size * dist::world_size(), options_.kl_horizon);
       ++iteration_;
       last_metrics_ = record;
       record["iteration"] = iteration_;
@@ -539,12 +556,14 @@ class PpoPipeline : public Pipeline {
                                    {"stop", fixed(record["stopped_fraction"].get<double>(), 2)}});
 
       const bool last = iteration_ == options_.iterations;
-      if (eval_prompts_ && ((options_.eval_every > 0 && iteration_ % options_.eval_every == 0) || last)) {
+      // Rank 0 evaluates; the others wait for it in the next iteration's first all-reduce.
+      if (eval_prompts_ && is_main_process() &&
+          ((options_.eval_every > 0 && iteration_ % options_.eval_every == 0) || last)) {
         progress.finish();
         run_eval(metrics);
       }
       if ((options_.save_every > 0 && iteration_ % options_.save_every == 0) || last) checkpoint();
-      if (stop_requested() && !last) {
+      if (stop && !last) {
         progress.finish();
         checkpoint();
         throw StageInterrupted("stopped at iteration " + std::to_string(iteration_) + "/" +
@@ -553,15 +572,38 @@ class PpoPipeline : public Pipeline {
       }
     }
     progress.finish();
-    if (eval_prompts_ && last_eval_iteration_ != iteration_) run_eval(metrics);  // resumed at the end
+    if (eval_prompts_ && is_main_process() && last_eval_iteration_ != iteration_) run_eval(metrics);  // resumed at the end
   }
 
   // The next rollout_batch_size prompts of the seeded per-epoch order, at the data cursor.
+  // (With several ranks each takes its own rollout_batch_size of the global order.)
   std::vector<int64_t> next_prompts() {
     std::vector<int64_t> rows;
-    for (int64_t i = 0; i < options_.rollout_batch_size; ++i)
-      rows.push_back(order_->at(state_.data_position++));
+    for (int64_t position : take_positions(state_, options_.rollout_batch_size)) rows.push_back(order_->at(position));
     return rows;
+  }
+
+  // This iteration's sampling seed; every rank draws its own replies.
+  uint64_t sampling_seed() const {
+    const uint64_t seed = static_cast<uint64_t>(ctx_->run.seed) ^ (static_cast<uint64_t>(dist::rank()) * 0xD1B54A32D192ED03ULL);
+    return derive_seed(seed, static_cast<uint64_t>(iteration_));
+  }
+
+  // Advantages whitened over the whole rollout, on every rank: the masked mean and (unbiased)
+  // variance come from sums over the ranks. One rank: masked_whiten itself.
+  torch::Tensor whiten_over_ranks(const torch::Tensor& x, const torch::Tensor& mask) const {
+    if (dist::world_size() == 1) return masked_whiten(x, mask);
+    const auto m = mask.to(x.scalar_type());
+    const auto masked = x.masked_fill(mask == 0, 0) * m;
+    torch::Tensor sums = torch::stack({masked.sum(), m.sum()});
+    dist::all_reduce_sum(sums);
+    const auto n = sums[1].clamp_min(1);
+    const auto mean = sums[0] / n;
+    torch::Tensor square = ((x - mean).pow(2).masked_fill(mask == 0, 0) * m).sum().reshape({1});
+    dist::all_reduce_sum(square);
+    const auto var = square[0] / n * (sums[1] / (sums[1] - 1).clamp_min(1));
+    const auto whitened = (x - mean) * torch::rsqrt(var + 1e-8);
+    return torch::where(mask != 0, whitened.to(x.scalar_type()), x);
   }
 
 
@@ -576,7 +618,7 @@ class PpoPipeline : public Pipeline {
       examples.push_back(&prompts_.examples[row]);
     }
     Generation gen = generate(policy_, prompt_ids, sampling(options_.temperature),
-                              compat::make_generator(derive_seed(ctx_->run.seed, iteration_), device));
+                              compat::make_generator(sampling_seed(), device));
 
     Rollout r;
     r.tokens = gen.tokens;
@@ -617,7 +659,7 @@ class PpoPipeline : public Pipeline {
     r.rewards = (-beta_ * r.kl).scatter_add(1, last, r.scores.unsqueeze(1));
     Gae g = gae(r.rewards, r.values, m, options_.gamma, options_.lam);
     r.returns = g.returns;
-    r.advantages = options_.whiten_advantages ? masked_whiten(g.advantages, m) : g.advantages;
+    r.advantages = options_.whiten_advantages ? whiten_over_ranks(g.advantages, m) : g.advantages;
     return r;
   }
 
@@ -642,12 +684,12 @@ class PpoPipeline : public Pipeline {
                                                  r.logprobs.index_select(0, rows),
                                                  r.advantages.index_select(0, rows), mask,
                                                  options_.clip_eps);
-        optimizer_step(*policy_optimizer_, *policy_, policy_loss.loss);
+        optimizer_step(*policy_optimizer_, *policy_, policy_loss.loss, policy_sync_.get());
 
         auto values = response_values(value_, tokens, attention_mask, P, N);
         ValueLoss value_loss = ppo_value_loss(values, r.values.index_select(0, rows),
                                               r.returns.index_select(0, rows), mask, options_.value_clip);
-        optimizer_step(*value_optimizer_, *value_, value_loss.loss);
+        optimizer_step(*value_optimizer_, *value_, value_loss.loss, value_sync_.get());
 
         stats.add(policy_loss, value_loss);
         ++updates_;
@@ -656,41 +698,67 @@ class PpoPipeline : public Pipeline {
     return stats;
   }
 
-  // One update of `model`, unless its loss or gradient norm is not finite (then skipped).
-  void optimizer_step(torch::optim::Optimizer& optimizer, torch::nn::Module& model,
-                      const torch::Tensor& loss) {
+  // One update of `model`, unless its loss or gradient norm is not finite (then skipped). With
+  // several ranks, `sync` sums the gradients of loss / world_size over them.
+  void optimizer_step(torch::optim::Optimizer& optimizer, torch::nn::Module& model, const torch::Tensor& loss,
+                      dist::GradientSync* sync) {
     optimizer.zero_grad();
-    loss.backward();
+    if (sync) {
+      sync->arm();
+      (loss / static_cast<double>(dist::world_size())).backward();
+      sync->finish();
+    } else {
+      loss.backward();
+    }
     const double max_norm = options_.grad_clip > 0 ? options_.grad_clip : std::numeric_limits<double>::infinity();
     const auto norm = torch::nn::utils::clip_grad_norm_(model.parameters(), max_norm);
-    if (nonfinite_->admit(loss, torch::tensor(norm, torch::kFloat64), updates_, last_checkpoint_))
+    // The norm is of the summed gradients, the same on every rank: they all skip, or none does.
+    if (nonfinite_->admit(torch::Tensor(), torch::tensor(norm, torch::kFloat64), updates_, last_checkpoint_))
       optimizer.step();
     else
       optimizer.zero_grad();
   }
 
-  // The iteration's numbers. reward = score − β·Σ_t KL_t per reply: the objective PPO maximises.
-  json iteration_metrics(const Rollout& r, const UpdateStats& u) const {
+  // The iteration's numbers over every rank's replies. reward = score − β·Σ_t KL_t per reply: the
+  // objective PPO maximises. *stop: some rank was asked to stop (all then stop together).
+  json iteration_metrics(const Rollout& r, const UpdateStats& u, bool* stop) const {
     torch::NoGradGuard no_grad;
-    const torch::Tensor& m = r.response_mask;
-    auto kl = r.kl.sum(1);                     // [B] per reply
-    auto reward = r.scores - beta_ * kl;       // [B]
-    return {{"reward_mean", reward.mean().item<double>()},
-            {"reward_std", reward.std(/*unbiased=*/false).item<double>()},
-            {"score_mean", r.scores.mean().item<double>()},
-            {"score_std", r.scores.std(/*unbiased=*/false).item<double>()},
-            {"kl", kl.mean().item<double>()},
+    const auto f64 = torch::kFloat64;
+    const torch::Tensor m = r.response_mask.to(f64);
+    const auto kl = r.kl.sum(1).to(f64);                     // [B] per reply
+    const auto scores = r.scores.to(f64);
+    const auto reward = scores - beta_ * kl;                 // [B]
+    const auto per_reply = torch::stack({reward, scores, kl, m.sum(1), r.stopped.to(f64)});  // [5, B]
+    auto token_sum = [&](const torch::Tensor& x) { return (x.to(f64).masked_fill(m == 0, 0) * m).sum(); };
+    const auto updates = torch::tensor({u.mean(u.policy_loss), u.mean(u.value_loss), u.mean(u.clip_fraction),
+                                        u.mean(u.value_clip_fraction), u.mean(u.approx_kl)}, f64).to(m.device());
+    torch::Tensor sums = torch::cat({per_reply.sum(1), torch::full({1}, static_cast<double>(r.tokens.size(0)), m.options()),
+                                     torch::stack({token_sum(r.entropy), token_sum(r.values), token_sum(r.returns), m.sum()}),
+                                     updates, torch::full({1}, stop_requested() ? 1.0 : 0.0, m.options())});
+    dist::note_progress(ctx_->name + " iteration " + std::to_string(iteration_ + 1));
+    dist::all_reduce_sum(sums);
+    const auto mean = sums.narrow(0, 0, 5) / sums[5];
+    torch::Tensor spread = (per_reply.narrow(0, 0, 2) - mean.narrow(0, 0, 2).unsqueeze(1)).pow(2).sum(1);
+    dist::all_reduce_sum(spread);
+    const auto host = sums.cpu(), host_mean = mean.cpu(), host_std = (spread / sums[5]).sqrt().cpu();
+    const double tokens = std::max(host[9].item<double>(), 1.0), ranks = dist::world_size();
+    *stop = host[15].item<double>() > 0;
+    return {{"reward_mean", host_mean[0].item<double>()},
+            {"reward_std", host_std[0].item<double>()},
+            {"score_mean", host_mean[1].item<double>()},
+            {"score_std", host_std[1].item<double>()},
+            {"kl", host_mean[2].item<double>()},
             {"kl_coef", beta_},
-            {"entropy", masked_mean(r.entropy, m).item<double>()},
-            {"response_length", m.sum(1).mean().item<double>()},
-            {"stopped_fraction", r.stopped.to(torch::kFloat).mean().item<double>()},
-            {"value_mean", masked_mean(r.values, m).item<double>()},
-            {"return_mean", masked_mean(r.returns, m).item<double>()},
-            {"policy_loss", u.mean(u.policy_loss)},
-            {"value_loss", u.mean(u.value_loss)},
-            {"clip_fraction", u.mean(u.clip_fraction)},
-            {"value_clip_fraction", u.mean(u.value_clip_fraction)},
-            {"approx_kl", u.mean(u.approx_kl)}};
+            {"entropy", host[6].item<double>() / tokens},
+            {"response_length", host_mean[3].item<double>()},
+            {"stopped_fraction", host_mean[4].item<double>()},
+            {"value_mean", host[7].item<double>() / tokens},
+            {"return_mean", host[8].item<double>() / tokens},
+            {"policy_loss", host[10].item<double>() / ranks},
+            {"value_loss", host[11].item<double>() / ranks},
+            {"clip_fraction", host[12].item<double>() / ranks},
+            {"value_clip_fraction", host[13].item<double>() / ranks},
+            {"approx_kl", host[14].item<double>() / ranks}};
   }
 
   // ---- scoring ----
@@ -861,6 +929,7 @@ class PpoPipeline : public Pipeline {
   json last_metrics_ = json::object(), last_eval_ = json::object();
   int64_t last_eval_iteration_ = -1;
   int64_t updates_ = 0;  // minibatch updates done (each steps both models)
+  std::unique_ptr<dist::GradientSync> policy_sync_, value_sync_;  // with several ranks
   std::optional<NonFiniteGuard> nonfinite_;
   std::string last_checkpoint_ = "none yet";
 };
@@ -870,7 +939,7 @@ class PpoPipeline : public Pipeline {
 PipelineEntry ppo_pipeline_entry() {
   return {"RLHF with PPO: improve a policy against a reward model and/or reward functions, with a "
           "KL penalty to its frozen starting point",
-          ppo_schema, [] { return std::make_unique<PpoPipeline>(); }};
+          ppo_schema, [] { return std::make_unique<PpoPipeline>(); }, /*data_parallel=*/true};
 }
 
 }  // namespace nurture

@@ -115,14 +115,15 @@ class PretrainPipeline : public Pipeline {
   std::unique_ptr<TokenShard> prepared(const StageContext& ctx, const std::string& split,
                                        const PrepareOptions& options) {
     const fs::path dir = ctx.dir / "data" / split;
-    if (!shard_is_current(dir, *tokenizer_, options)) {
+    dist::on_rank0(ctx.name + "/data/" + split, [&] {  // rank 0 writes the shard the ranks share
+      if (shard_is_current(dir, *tokenizer_, options)) return;
       log_line(ctx.name, "tokenizing " + std::to_string(options.inputs.size()) + " " + split + " file(s)");
       try {
         prepare_token_shard(dir, *tokenizer_, options);
       } catch (const std::exception& e) {
         throw std::runtime_error(ctx.settings.where(split) + ": " + e.what());
       }
-    }
+    });
     return std::make_unique<TokenShard>(dir);
   }
 
@@ -148,9 +149,8 @@ class PretrainPipeline : public Pipeline {
   MicroBatch micro_step(const StageContext& ctx, TrainingState& state, int64_t batch) {
     std::vector<int64_t> flat;
     flat.reserve(static_cast<size_t>(batch * context_));
-    for (int64_t b = 0; b < batch; ++b) {
-      const int64_t offset =
-          window_offset(static_cast<uint64_t>(ctx.run.seed), state.data_position++, data_.train_end, context_);
+    for (int64_t position : take_positions(state, batch)) {
+      const int64_t offset = window_offset(static_cast<uint64_t>(ctx.run.seed), position, data_.train_end, context_);
       auto window = data_.train->read(offset, context_);
       flat.insert(flat.end(), window.begin(), window.end());
     }
@@ -192,7 +192,7 @@ class PretrainPipeline : public Pipeline {
 
 PipelineEntry pretrain_pipeline_entry() {
   return {"pre-train a language model on raw text (next-token prediction)", pretrain_schema,
-          [] { return std::make_unique<PretrainPipeline>(); }};
+          [] { return std::make_unique<PretrainPipeline>(); }, /*data_parallel=*/true};
 }
 
 }  // namespace nurture

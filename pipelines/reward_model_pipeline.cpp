@@ -82,7 +82,7 @@ class RewardModelPipeline : public Pipeline {
     Transformer backbone = build_language_model(ctx, *tokenizer_);
     model_ = RewardModel(backbone->options);
     model_->load_backbone(backbone);
-    model_->to(ctx.run.device);
+    model_->to(ctx.run.device, ctx.run.param_dtype());
     int64_t parameters = 0;
     for (const auto& p : model_->parameters()) parameters += p.numel();
     log_line(ctx.name, "reward model: that backbone + a score head, " +
@@ -122,7 +122,7 @@ class RewardModelPipeline : public Pipeline {
   // The next `batch` pairs of the seeded order at the data cursor; every pair is one unit.
   MicroBatch micro_step(const StageContext& ctx, TrainingState& state, ShuffledOrder& order, int64_t batch) {
     std::vector<const TokenizedPair*> pairs;
-    for (int64_t i = 0; i < batch; ++i) pairs.push_back(&train_.pairs[order.at(state.data_position++)]);
+    for (int64_t position : take_positions(state, batch)) pairs.push_back(&train_.pairs[order.at(position)]);
     PaddedBatch b = pair_batch(pairs, pad_id_, ctx.run.device);
     PairwiseLoss loss = forward_loss(b);
     const double n = static_cast<double>(pairs.size());
@@ -163,7 +163,7 @@ class RewardModelPipeline : public Pipeline {
 
 PipelineEntry reward_model_pipeline_entry() {
   return {"train a reward model (a score head on a backbone) on preference pairs", reward_model_schema,
-          [] { return std::make_unique<RewardModelPipeline>(); }};
+          [] { return std::make_unique<RewardModelPipeline>(); }, /*data_parallel=*/true};
 }
 
 }  // namespace nurture

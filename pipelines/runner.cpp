@@ -4,7 +4,9 @@
 #include <torch/torch.h>
 
 #include <dlfcn.h>
+#include <sched.h>
 
+#include <atomic>
 #include <chrono>
 #include <csignal>
 #include <fstream>
@@ -16,6 +18,7 @@
 #include <thread>
 
 #include "modules/compat.h"
+#include "pipelines/distributed.h"
 #include "pipelines/log.h"
 #include "pipelines/plugin.h"
 #include "pipelines/registry.h"
@@ -37,17 +40,36 @@ void set_cpu_threads(int threads) {
     openblas(threads);
 }
 
+int default_cpu_threads() {
+  const int machine = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  cpu_set_t mask;
+  CPU_ZERO(&mask);
+  const int bound = sched_getaffinity(0, sizeof mask, &mask) == 0 ? CPU_COUNT(&mask) : machine;
+  if (bound > 0 && bound < machine) return bound;
+  return std::max(1, machine / dist::environment_from_process().local_world_size);
+}
+
 std::shared_ptr<const Schema> run_schema() {
   auto s = std::make_shared<Schema>();
   s->add_string("description", "", "what this recipe is for (free text)");
   s->add_enum("device", "cpu", {"cpu", "cuda", "auto"}, "where tensors live; auto = cuda if available");
   s->add_int("seed", 0, "seed for every random number generator").at_least(0);
-  s->add_int("threads", 1, "intra-op CPU threads; auto = all cores").or_auto().at_least(1)
+  s->add_int("threads", 1, "intra-op CPU threads; auto = the cores this process is bound to, or the "
+                           "machine's cores shared among this node's processes").or_auto().at_least(1)
       .default_value = "auto";
-  s->add_enum("precision", "fp32", {"fp32", "bf16"},
+  s->add_enum("precision", "fp32", {"fp32", "bf16", "fp64"},
               "compute precision: bf16 runs matrix products and attention in bfloat16 (autocast, "
-              "CPU or CUDA) while weights, optimizer state and losses stay fp32");
+              "CPU or CUDA) while weights, optimizer state and losses stay fp32; fp64 keeps weights "
+              "and compute in float64 (slow; for numerical checks)");
   s->add_string("output_dir", "", "where stages write their outputs; default runs/<recipe name>");
+  auto distributed = std::make_shared<Schema>();
+  distributed->add_int("timeout_s", 1800, "how long a rank waits for the others (rendezvous, every "
+                                          "collective); a rank that died or hangs stops the rest "
+                                          "after this long").at_least(1);
+  distributed->add_int("bucket_mb", 25, "gradients are all-reduced in buckets of about this size, "
+                                        "each as soon as its gradients are ready").at_least(1);
+  s->add_section("distributed", distributed, "data parallelism over processes (nurture launch, "
+                                             "torchrun, Slurm or Open MPI set the ranks)");
   s->add_string_list("plugins", "shared libraries that register extra components");
   s->add_any("stages", "the ordered stages: name -> {pipeline: NAME, ...settings}").must_be_required();
   return s;
@@ -190,6 +212,10 @@ Recipe load_recipe(const fs::path& file, const RunOptions& options) {
   load_plugins(root);
 
   ValidationContext ctx;
+  try {
+    ctx.world_size = dist::environment_from_process().world_size;
+  } catch (const std::invalid_argument&) {  // reported below, with the recipe's errors
+  }
   auto run = run_schema();
   run->validate(root, "", ctx);
 
@@ -226,6 +252,14 @@ Recipe load_recipe(const fs::path& file, const RunOptions& options) {
                          ")" + (hint.empty() ? "" : "; " + hint));
   }
 
+  // The process's place among the ranks comes from the environment; a malformed one is reported
+  // with the recipe's errors.
+  try {
+    dist::environment_from_process();
+  } catch (const std::invalid_argument& e) {
+    ctx.errors.push_back(std::string("environment: ") + e.what());
+  }
+  if (!ctx.errors.empty()) throw ConfigError(ctx.errors);
   ConfigNode resolved = run->resolve(root);
   const ConfigNode* device = resolved.find("device");
   recipe.run.device = resolve_device(device->text(), root.find("device"), ctx.errors);
@@ -243,9 +277,11 @@ Recipe load_recipe(const fs::path& file, const RunOptions& options) {
   recipe.run.seed = top.get_int("seed");
   recipe.run.precision = top.get_string("precision");
   recipe.run.output_dir = top.get_string("output_dir");
-  recipe.run.threads = recipe.threads_setting == "auto"
-                           ? static_cast<int>(std::max(1u, std::thread::hardware_concurrency()))
-                           : static_cast<int>(top.get_int("threads"));
+  recipe.run.threads = recipe.threads_setting == "auto" ? default_cpu_threads()
+                                                         : static_cast<int>(top.get_int("threads"));
+  const Settings distributed = top.section("distributed");
+  recipe.run.bucket_mb = distributed.get_int("bucket_mb");
+  recipe.distributed_timeout_s = distributed.get_int("timeout_s");
 
   // Stage selection.
   bool selecting = options.from.empty();
@@ -344,28 +380,112 @@ void print_table(const std::vector<StageResult>& results) {
 }  // namespace
 
 // SIGTERM (a scheduler preempting the job) or Ctrl-C: the running stage checkpoints and stops.
-// A second Ctrl-C kills the process as usual.
-extern "C" void on_stop_signal(int signal) {
+// A second one of either kills the process as usual (a checkpoint being written then is left as
+// a .tmp directory, which resuming ignores). Counted rather than left to the handler's reset of
+// the dispositions: two signals sent together can reach two threads before either reset.
+static std::atomic<int> stop_signals{0};
+
+extern "C" void on_stop_signal(int sig) {
+  if (stop_signals.fetch_add(1) > 0) {
+    std::signal(sig, SIG_DFL);
+    std::raise(sig);
+    return;
+  }
   request_stop();
-  std::signal(signal, SIG_DFL);
+  std::signal(SIGINT, SIG_DFL);
+  std::signal(SIGTERM, SIG_DFL);
+}
+
+// How a stage ended, as the ranks tell each other: 0 done, 1 interrupted, 2 failed.
+static int status_code(const std::string& status) {
+  return status == "done" ? 0 : status == "interrupted" ? 1 : 2;
+}
+
+// Runs one stage on this rank (every rank for a data-parallel stage; rank 0 alone otherwise,
+// the others learning how it ended from the store) and returns how it ended.
+static StageResult run_stage(const StagePlan& stage, const StageContext& ctx, bool parallel) {
+  StageResult result{stage.name, stage.pipeline, "not run"};
+  const auto start = std::chrono::steady_clock::now();
+  if (parallel || is_main_process()) {
+    try {
+      auto pipeline = registries().pipelines.get(stage.pipeline).create();
+      // precision bf16: every forward pass of the stage autocasts; weights stay fp32.
+      compat::AutocastGuard autocast(ctx.run.device, ctx.run.compute_dtype());
+      result.metrics = pipeline->run(ctx);
+      result.status = "done";
+    } catch (const StageInterrupted& e) {
+      result.status = "interrupted";
+      result.error = e.what();
+    } catch (const std::exception& e) {
+      result.status = "failed";
+      result.error = e.what();
+    }
+  }
+  if (dist::world_size() > 1) {
+    if (parallel) {
+      // The worst ending over the ranks is the stage's (a rank that failed fails it for all). When
+      // the ranks cannot even agree on that (one died), this rank's own ending stands.
+      torch::Tensor codes = torch::zeros({dist::world_size()}, torch::kFloat64);
+      codes[dist::rank()] = status_code(result.status);
+      try {
+        dist::all_reduce_sum(codes);
+        const auto worst = codes.max(0);
+        const int code = static_cast<int>(std::get<0>(worst).item<double>());
+        if (code > status_code(result.status)) {
+          result.status = code == 1 ? "interrupted" : "failed";
+          result.error = "rank " + std::to_string(std::get<1>(worst).item<int64_t>()) + " " + result.status +
+                         " (its own output says why)";
+        }
+      } catch (const std::exception& e) {
+        if (result.status == "done") {
+          result.status = "failed";
+          result.error = e.what();
+        }
+      }
+    } else if (is_main_process()) {
+      dist::publish("stage/" + stage.name, json{{"status", result.status}, {"error", result.error}}.dump());
+    } else {
+      const json told = json::parse(dist::wait_for("stage/" + stage.name));
+      result.status = told["status"];
+      result.error = told["error"];
+    }
+  }
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return result;
 }
 
 int run_recipe(const Recipe& recipe, const RunOptions& options) {
   const fs::path out_dir = recipe.run.output_dir;
   clear_stop_request();
+  stop_signals = 0;
   std::signal(SIGTERM, on_stop_signal);
   std::signal(SIGINT, on_stop_signal);
   set_cpu_threads(recipe.run.threads);
   torch::manual_seed(static_cast<uint64_t>(recipe.run.seed));
-  log_line("run", "recipe " + recipe.source + " -> " + out_dir.string());
-  log_line("run", "LibTorch " + compat::torch_version() + ", device " + recipe.run.device.str() +
-                      ", threads " + std::to_string(torch::get_num_threads()) + " (intra-op, " +
-                      recipe.threads_setting + "), precision " + recipe.run.precision +
-                      ", seed " + std::to_string(recipe.run.seed));
 
-  fs::create_directories(out_dir);
-  write_file_atomic(out_dir / "recipe.yaml", "# resolved from " + recipe.source + "\n" +
-                                                 to_yaml(recipe.resolved));
+  // ---- this process among the ranks ----
+  const dist::Environment env = dist::environment_from_process();
+  dist::init(env, recipe.run.device, std::chrono::seconds(recipe.distributed_timeout_s));
+  RunSettings run = recipe.run;
+  run.device = dist::local_device(run.device);
+  log_line("run", "recipe " + recipe.source + " -> " + out_dir.string());
+  log_line("run", "LibTorch " + compat::torch_version() + ", device " + run.device.str() + ", threads " +
+                      std::to_string(torch::get_num_threads()) + " (intra-op, " + recipe.threads_setting +
+                      "), precision " + run.precision + ", seed " + std::to_string(run.seed));
+  if (dist::world_size() > 1)
+    log_line("run", std::to_string(dist::world_size()) + " ranks (" + env.source + ", " +
+                        std::to_string(env.local_world_size) + " on this node), backend " + dist::backend() +
+                        ", master " + env.master_addr + ":" + std::to_string(env.master_port));
+
+  if (is_main_process()) {
+    fs::create_directories(out_dir);
+    write_file_atomic(out_dir / "recipe.yaml", "# resolved from " + recipe.source + "\n" + to_yaml(recipe.resolved));
+  }
+  // What earlier runs left, read by every rank before rank 0 changes anything: all ranks decide
+  // alike which stages run.
+  std::map<std::string, json> previous;
+  for (const auto& stage : recipe.stages) previous[stage.name] = read_json_or_null(out_dir / stage.name / "stage.json");
+  dist::barrier();
 
   std::vector<StageResult> results;
   std::map<std::string, fs::path> stage_dirs;
@@ -374,8 +494,8 @@ int run_recipe(const Recipe& recipe, const RunOptions& options) {
   for (const auto& stage : recipe.stages) {
     StageResult result{stage.name, stage.pipeline, "not run"};
     const fs::path dir = out_dir / stage.name;
-    const json previous = read_json_or_null(dir / "stage.json");
-    const bool done_before = previous.is_object() && previous.value("status", "") == "done";
+    const json& before = previous[stage.name];
+    const bool done_before = before.is_object() && before.value("status", "") == "done";
     std::string changed_input;
     for (const auto& input : stage_inputs(stage, recipe.stages))
       if (ran.count(input)) changed_input = input;
@@ -392,8 +512,8 @@ int run_recipe(const Recipe& recipe, const RunOptions& options) {
     if (exit_code != 0 || !stage.selected || (done_before && !options.force && !out_of_date)) {
       if (done_before) {
         result.status = exit_code != 0 || !stage.selected ? "done" : "skipped";
-        result.seconds = previous.value("seconds", 0.0);
-        result.metrics = previous.value("metrics", json::object());
+        result.seconds = before.value("seconds", 0.0);
+        result.metrics = before.value("metrics", json::object());
         stage_dirs[stage.name] = dir;
         if (result.status == "skipped")
           log_line("run", "stage " + stage.name + " is already done in " + dir.string() +
@@ -430,46 +550,37 @@ int run_recipe(const Recipe& recipe, const RunOptions& options) {
     if (!missing.empty()) {
       result.status = "failed";
       result.error = missing;
-      std::cerr << "[run] error: " << missing << std::endl;
+      if (is_main_process()) std::cerr << "[run] error: " << missing << std::endl;
       results.push_back(result);
       exit_code = 1;
       continue;
     }
 
-    if ((options.force || out_of_date) && fs::exists(dir)) fs::remove_all(dir);
-    fs::create_directories(dir);
-    log_line(stage.name, "stage " + stage.name + " (pipeline " + stage.pipeline + ")");
-    write_file_atomic(dir / "stage.json", json{{"status", "running"}}.dump(2) + "\n");
-
-    StageContext ctx{stage.name, stage.pipeline, dir, settings, recipe.run, stage_dirs};
-    const auto start = std::chrono::steady_clock::now();
-    try {
-      auto pipeline = registries().pipelines.get(stage.pipeline).create();
-      // precision bf16: every forward pass of the stage autocasts; weights stay fp32.
-      compat::AutocastGuard autocast(ctx.run.device, ctx.run.compute_dtype());
-      result.metrics = pipeline->run(ctx);
-      result.status = "done";
-    } catch (const StageInterrupted& e) {
-      result.status = "interrupted";
-      result.error = e.what();
-    } catch (const std::exception& e) {
-      result.status = "failed";
-      result.error = e.what();
+    // ---- run it ----
+    const bool parallel = registries().pipelines.get(stage.pipeline).data_parallel;
+    if (is_main_process()) {
+      if ((options.force || out_of_date) && fs::exists(dir)) fs::remove_all(dir);
+      fs::create_directories(dir);
+      log_line(stage.name, "stage " + stage.name + " (pipeline " + stage.pipeline + ")" +
+                               (dist::world_size() > 1 ? parallel ? ", on every rank" : ", on rank 0" : ""));
+      write_file_atomic(dir / "stage.json", json{{"status", "running"}}.dump(2) + "\n");
     }
-    result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    if (is_main_process())
-      write_file_atomic(dir / "stage.json", to_json(result).dump(2) + "\n");
+    if (parallel) dist::barrier();  // the stage's directory is ready before any rank looks into it
+    const StageContext ctx{stage.name, stage.pipeline, dir, settings, run, stage_dirs};
+    result = run_stage(stage, ctx, parallel);
+    if (is_main_process()) write_file_atomic(dir / "stage.json", to_json(result).dump(2) + "\n");
     if (result.status == "done") {
       stage_dirs[stage.name] = dir;
       ran.insert(stage.name);
       log_line(stage.name, "done in " + human_duration(result.seconds));
     } else if (result.status == "interrupted") {
-      std::cerr << "[" << stage.name << "] interrupted: " << result.error << std::endl;
+      if (is_main_process()) std::cerr << "[" << stage.name << "] interrupted: " << result.error << std::endl;
       exit_code = kExitInterrupted;
     } else {
       std::cerr << "[" << stage.name << "] error: " << result.error << std::endl;
-      std::cerr << "[run] stage " << stage.name << " failed; outputs of earlier stages in "
-                << out_dir.string() << " are intact" << std::endl;
+      if (is_main_process())
+        std::cerr << "[run] stage " << stage.name << " failed; outputs of earlier stages in " << out_dir.string()
+                  << " are intact" << std::endl;
       exit_code = 1;
     }
     results.push_back(result);
@@ -478,8 +589,9 @@ int run_recipe(const Recipe& recipe, const RunOptions& options) {
   json summary = {{"recipe", recipe.source},
                   {"output_dir", out_dir.string()},
                   {"torch_version", compat::torch_version()},
-                  {"device", recipe.run.device.str()},
+                  {"device", run.device.str()},
                   {"threads", torch::get_num_threads()},
+                  {"ranks", dist::world_size()},
                   {"status", exit_code == 0 ? "done" : exit_code == kExitInterrupted ? "interrupted" : "failed"},
                   {"stages", json::array()}};
   for (const auto& r : results) summary["stages"].push_back(to_json(r));
@@ -492,6 +604,7 @@ int run_recipe(const Recipe& recipe, const RunOptions& options) {
     print_table(results);
     log_line("run", "summary written to " + (out_dir / "summary.json").string());
   }
+  dist::shutdown();  // rank 0 (the store's server) leaves last
   return exit_code;
 }
 

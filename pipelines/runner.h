@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "pipelines/config.h"
+#include "pipelines/distributed.h"
 #include "pipelines/pipeline.h"
 #include "pipelines/schema.h"
 
@@ -35,6 +36,7 @@ struct Recipe {
   ConfigNode resolved;   // the whole resolved tree (what --dry-run prints)
   RunSettings run;       // device, seed, threads, precision, output_dir
   std::string threads_setting;  // "auto" or a number, as written
+  int64_t distributed_timeout_s = 1800;
   std::vector<StagePlan> stages;
 };
 
@@ -59,5 +61,8 @@ void write_file_atomic(const std::filesystem::path& path, const std::string& con
 
 // Sizes LibTorch's intra-op thread pool and OpenBLAS's own (which ignores LibTorch's setting).
 void set_cpu_threads(int threads);
+// What `threads: auto` means for this process: the cores it is bound to (srun --cpu-bind,
+// taskset), or else the machine's cores shared among the processes of this node.
+int default_cpu_threads();
 
 }  // namespace nurture

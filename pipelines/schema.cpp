@@ -276,6 +276,7 @@ static void validate_value(const Field& f, const ConfigNode& n, const std::strin
 }
 
 void Schema::validate(const ConfigNode& node, const std::string& path, ValidationContext& ctx) const {
+  const size_t errors_before = ctx.errors.size();
   std::vector<std::string> known;
   for (const auto& f : fields_) known.push_back(f.key);
   const std::string prefix = path.empty() ? "" : path + ".";
@@ -302,6 +303,9 @@ void Schema::validate(const ConfigNode& node, const std::string& path, Validatio
       ctx.errors.push_back(node.where().str() + ": " + (path.empty() ? "" : path + ": ") +
                            "missing required key '" + f.key + "' (" + f.help + ")");
   }
+  if (ctx.errors.size() != errors_before || checks_.empty()) return;
+  const Settings settings(resolve(node), path);
+  for (const auto& check : checks_) check(settings, ctx);
 }
 
 ConfigNode Schema::resolve(const ConfigNode& node) const {

@@ -63,7 +63,10 @@ struct ValidationContext {
   std::vector<std::string> errors;
   // Stages before the one being validated, with their pipelines (for StageRef checks).
   std::vector<std::pair<std::string, std::string>> earlier_stages;
+  int world_size = 1;  // processes of a data-parallel run (from the environment)
 };
+
+class Settings;
 
 class Schema {
  public:
@@ -85,6 +88,11 @@ class Schema {
   const Field* field(const std::string& key) const;
   // Keys not in the schema are errors unless this is set (plugins' free-form sections).
   void allow_unknown_keys() { allow_unknown_ = true; }
+  // A check across fields (e.g. global_batch_size divisible by batch_size x ranks), run on the
+  // resolved settings once every field on its own is valid; it appends `where: key: what`
+  // messages to ctx.errors.
+  using Check = std::function<void(const Settings& settings, ValidationContext& ctx)>;
+  void add_check(Check check) { checks_.push_back(std::move(check)); }
 
   // Checks `node` (a mapping at `path`, e.g. "stages.sft"); appends errors to ctx.
   void validate(const ConfigNode& node, const std::string& path, ValidationContext& ctx) const;
@@ -96,6 +104,7 @@ class Schema {
  private:
   Field& add(Field f);
   std::vector<Field> fields_;
+  std::vector<Check> checks_;
   bool allow_unknown_ = false;
 };
 

@@ -123,7 +123,7 @@ class SftPipeline : public Pipeline {
 
   MicroBatch micro_step(const StageContext& ctx, TrainingState& state, ShuffledOrder& order, int64_t batch) {
     std::vector<const TokenizedExample*> examples;
-    for (int64_t i = 0; i < batch; ++i) examples.push_back(&train_.examples[order.at(state.data_position++)]);
+    for (int64_t position : take_positions(state, batch)) examples.push_back(&train_.examples[order.at(position)]);
     PaddedBatch b = right_pad(examples, pad_id(), ctx.run.device);
     torch::Tensor count;
     torch::Tensor sum = forward_loss(b, &count);
@@ -158,7 +158,7 @@ class SftPipeline : public Pipeline {
 
 PipelineEntry sft_pipeline_entry() {
   return {"supervised fine-tuning on conversations (loss on the assistant's replies only)", sft_schema,
-          [] { return std::make_unique<SftPipeline>(); }};
+          [] { return std::make_unique<SftPipeline>(); }, /*data_parallel=*/true};
 }
 
 }  // namespace nurture

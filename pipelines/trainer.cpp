@@ -20,6 +20,9 @@ void add_training_fields(Schema& s, const TrainingDefaults& d) {
   s.add_int("max_steps", d.max_steps, "optimizer steps").at_least(1);
   s.add_int("batch_size", d.batch_size, "examples per micro-batch").at_least(1);
   s.add_int("grad_accum", 1, "micro-batches per optimizer step (every unit weighs the same)").at_least(1);
+  s.add_int("global_batch_size", 0, "examples per optimizer step over all ranks: sets grad_accum to "
+                                    "global_batch_size / (batch_size x ranks), which must divide exactly "
+                                    "(0 = off: batch_size x grad_accum x ranks)").at_least(0);
   s.add_float("lr", d.lr, "peak learning rate (AdamW)").greater_than(0);
   s.add_float("min_lr_ratio", 0.1, "the schedule decays to lr * min_lr_ratio").at_least(0).at_most(1);
   s.add_int("warmup_steps", d.warmup_steps, "linear warmup from 0 over this many steps").at_least(0);
@@ -37,13 +40,28 @@ void add_training_fields(Schema& s, const TrainingDefaults& d) {
   s.add_int("max_nonfinite_steps", 5, "a step with a non-finite loss or gradient norm is skipped; this "
                                       "many in a row stop the stage").at_least(1);
   s.add_int("log_every", 10, "log a metrics line every N steps").at_least(1);
+  s.add_check([](const Settings& t, ValidationContext& ctx) {
+    const int64_t global = t.get_int("global_batch_size");
+    if (global == 0) return;
+    const int64_t batch = t.get_int("batch_size");
+    const int64_t per_step = batch * ctx.world_size;
+    if (t.get_int("grad_accum") != 1)
+      ctx.errors.push_back(t.where("global_batch_size") + ": set global_batch_size or grad_accum, not both");
+    else if (global % per_step != 0)
+      ctx.errors.push_back(t.where("global_batch_size") + ": " + std::to_string(global) +
+                           " is not divisible by batch_size " + std::to_string(batch) + " x " +
+                           std::to_string(ctx.world_size) + (ctx.world_size == 1 ? " rank" : " ranks") +
+                           " = " + std::to_string(per_step));
+  });
 }
 
 TrainingOptions TrainingOptions::from(const Settings& s) {
   TrainingOptions o;
   o.max_steps = s.get_int("max_steps");
   o.batch_size = s.get_int("batch_size");
-  o.grad_accum = s.get_int("grad_accum");
+  o.grad_accum = s.get_int("global_batch_size") > 0
+                     ? s.get_int("global_batch_size") / (s.get_int("batch_size") * dist::world_size())
+                     : s.get_int("grad_accum");
   o.lr = s.get_float("lr");
   o.min_lr_ratio = s.get_float("min_lr_ratio");
   o.warmup_steps = s.get_int("warmup_steps");
@@ -107,16 +125,16 @@ void clear_stop_request() { stop_flag.store(false); }
 
 bool NonFiniteGuard::admit(const torch::Tensor& loss, const torch::Tensor& grad_norm, int64_t step,
                            const std::string& last_checkpoint) {
-  const bool finite = torch::isfinite(loss.detach().to(torch::kFloat64) + grad_norm.detach().to(torch::kFloat64))
-                          .item<bool>();
+  const torch::Tensor norm = grad_norm.detach().to(torch::kFloat64);
+  const bool finite = torch::isfinite(loss.defined() ? loss.detach().to(torch::kFloat64) + norm : norm).item<bool>();
   if (finite) {
     in_a_row_ = 0;
     return true;
   }
   ++skipped_;
   ++in_a_row_;
-  const std::string values = "loss " + std::to_string(loss.item<double>()) + ", gradient norm " +
-                             std::to_string(grad_norm.item<double>());
+  const std::string values = (loss.defined() ? "loss " + std::to_string(loss.item<double>()) + ", " : std::string()) +
+                             "gradient norm " + std::to_string(grad_norm.item<double>());
   if (in_a_row_ >= limit_)
     throw std::runtime_error("step " + std::to_string(step + 1) + ": " + std::to_string(in_a_row_) +
                              " steps in a row had a non-finite loss or gradient norm (" + values +
@@ -138,6 +156,18 @@ Trainer::Trainer(const StageContext& ctx, torch::nn::Module& model, TrainingOpti
       nonfinite_(ctx.name, options_.max_nonfinite_steps) {
   for (const auto& p : model_.parameters())
     if (p.requires_grad()) params_.push_back(p);
+  if (dist::world_size() > 1) {
+    dist::broadcast_module(model_);  // every rank starts from rank 0's weights
+    sync_ = std::make_unique<dist::GradientSync>(model_, ctx.run.bucket_mb << 20);
+  }
+}
+
+std::vector<int64_t> take_positions(TrainingState& state, int64_t batch) {
+  std::vector<int64_t> positions;
+  const int64_t first = state.data_position + dist::rank() * batch;
+  for (int64_t i = 0; i < batch; ++i) positions.push_back(first + i);
+  state.data_position += dist::world_size() * batch;
+  return positions;
 }
 
 void Trainer::resume_if_possible() {
@@ -204,6 +234,7 @@ StepResult Trainer::step(const MicroStep& micro_step) {
   set_learning_rate(*optimizer_, r.lr);
   optimizer_->zero_grad();
   for (int64_t micro = 0; micro < options_.grad_accum; ++micro) {
+    if (sync_ && micro == options_.grad_accum - 1) sync_->arm();
     MicroBatch mb = micro_step(state_);
     mb.loss_sum.backward();
     const torch::Tensor loss = mb.loss_sum.detach().to(torch::kFloat64);
@@ -214,11 +245,31 @@ StepResult Trainer::step(const MicroStep& micro_step) {
       torch::Tensor d = v.detach().to(torch::kFloat64);
       r.sums[k] = r.sums.count(k) ? r.sums[k] + d : d;
     }
-    state_.tokens += mb.tokens;
     r.tokens += mb.tokens;
   }
-  // Gradients of Σ loss over every micro-batch, divided once by the number of units: the
-  // mean over units, however they were split into micro-batches.
+  r.stop = stop_requested();
+  if (sync_) {
+    sync_->finish();  // gradients: Σ over the ranks
+    // The step's sums over the ranks, in one all-reduce: loss, units, tokens, the stop flag, and
+    // the pipeline's metrics (every rank has the same keys).
+    std::vector<torch::Tensor> parts = {r.loss_sum.reshape({1}), r.units.reshape({1}),
+                                        torch::full({1}, static_cast<double>(r.tokens), r.units.options()),
+                                        torch::full({1}, r.stop ? 1.0 : 0.0, r.units.options())};
+    for (const auto& [k, v] : r.sums) parts.push_back(v.reshape({1}));
+    torch::Tensor packed = torch::cat(parts);
+    dist::note_progress(ctx_.name + " step " + std::to_string(state_.step + 1));
+    dist::all_reduce_sum(packed);
+    r.loss_sum = packed[0];
+    r.units = packed[1];
+    const auto host = packed.narrow(0, 2, 2).cpu();
+    r.tokens = static_cast<int64_t>(host[0].item<double>());
+    r.stop = host[1].item<double>() > 0;
+    int64_t i = 4;
+    for (auto& [k, v] : r.sums) v = packed[i++];
+  }
+  state_.tokens += r.tokens;
+  // Gradients of Σ loss over every micro-batch (and rank), divided once by the number of units:
+  // the mean over units, however they were split into micro-batches and ranks.
   const torch::Tensor denom = r.units.clamp_min(1.0);
   for (auto& p : params_)
     if (p.grad().defined()) p.grad().div_(denom.to(p.grad().scalar_type()));
@@ -257,11 +308,26 @@ json Trainer::fit(const MicroStep& micro_step, const Evaluate& evaluate) {
     log_line(ctx_.name, line.str());
   };
 
-  // Running sums since the last log line, kept on the device.
+  // Running sums since the last log line, kept on the device. A checkpoint taken between two log
+  // lines stores them, so that a resumed run logs the same means as an uninterrupted one.
   torch::Tensor loss_acc, units_acc;
   std::map<std::string, torch::Tensor> sums_acc;
   int64_t tokens_since_log = 0;
   auto window_start = std::chrono::steady_clock::now();
+  if (state_.extra.contains("log_window")) {
+    const json& w = state_.extra["log_window"];
+    auto scalar = [](double v) { return torch::scalar_tensor(v, torch::kFloat64); };
+    if (w.contains("loss")) loss_acc = scalar(w["loss"]), units_acc = scalar(w["units"]);
+    for (const auto& [k, v] : w["sums"].items()) sums_acc[k] = scalar(v);
+    tokens_since_log = w["tokens"];
+  }
+  auto checkpoint_with_window = [&] {
+    json w = {{"tokens", tokens_since_log}, {"sums", json::object()}};
+    if (loss_acc.defined()) w["loss"] = loss_acc.item<double>(), w["units"] = units_acc.item<double>();
+    for (const auto& [k, v] : sums_acc) w["sums"][k] = v.item<double>();
+    state_.extra["log_window"] = w;
+    checkpoint();
+  };
 
   while (state_.step < options_.max_steps) {
     const StepResult r = step(micro_step);
@@ -296,21 +362,22 @@ json Trainer::fit(const MicroStep& micro_step, const Evaluate& evaluate) {
       tokens_since_log = 0;
       window_start = std::chrono::steady_clock::now();
     }
-    if ((options_.eval_every > 0 && state_.step % options_.eval_every == 0) || last) {
+    // Rank 0 evaluates; the others go on to the next step's all-reduce and wait for it there.
+    if (((options_.eval_every > 0 && state_.step % options_.eval_every == 0) || last) && is_main_process()) {
       progress.finish();
       run_eval();
     }
-    if ((options_.save_every > 0 && state_.step % options_.save_every == 0) || last) checkpoint();
-    if (stop_requested() && !last) {
+    if ((options_.save_every > 0 && state_.step % options_.save_every == 0) || last) checkpoint_with_window();
+    if (r.stop && !last) {
       progress.finish();
-      checkpoint();
+      checkpoint_with_window();
       throw StageInterrupted("stopped at step " + std::to_string(state_.step) + "/" +
                              std::to_string(options_.max_steps) + "; the checkpoint " + last_checkpoint_ +
                              " resumes it: run the same command again, without --force");
     }
   }
   progress.finish();
-  if (last_eval_step != state_.step) run_eval();  // resumed at the end: evaluate once more
+  if (last_eval_step != state_.step && is_main_process()) run_eval();  // resumed at the end: evaluate once more
 
   json result = last_eval;
   if (last_train.empty()) last_train = state_.extra.value("last_train", json::object());

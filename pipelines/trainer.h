@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "pipelines/checkpoint.h"
+#include "pipelines/distributed.h"
 #include "pipelines/pipeline.h"
 
 namespace nurture {
@@ -94,8 +95,8 @@ struct StageInterrupted : std::runtime_error {
 class NonFiniteGuard {
  public:
   NonFiniteGuard(std::string component, int64_t limit) : component_(std::move(component)), limit_(limit) {}
-  // True when the step may update the parameters. `step` (0-based) and `last_checkpoint` are for
-  // the messages.
+  // True when the step may update the parameters; `loss` may be undefined (the gradient norm
+  // alone is checked). `step` (0-based) and `last_checkpoint` are for the messages.
   bool admit(const torch::Tensor& loss, const torch::Tensor& grad_norm, int64_t step,
              const std::string& last_checkpoint);
   int64_t skipped() const { return skipped_; }
@@ -127,7 +128,13 @@ struct StepResult {
   int64_t tokens = 0;
   double lr = 0;
   bool skipped = false;     // not finite: no update was made (see NonFiniteGuard)
+  bool stop = false;        // some rank was asked to stop (SIGTERM/SIGINT): all stop after this step
 };
+
+// The data positions of this rank's share of the next global micro-batch (world_size × batch):
+// [data_position + rank·batch, + batch). data_position advances by the global batch, so it counts
+// the same stream at any number of ranks, and a run may resume on another world size.
+std::vector<int64_t> take_positions(TrainingState& state, int64_t batch);
 
 class Trainer {
  public:
@@ -141,8 +148,9 @@ class Trainer {
   // Resumes from <dir>/checkpoint when one exists (logs the step it continues from).
   void resume_if_possible();
   // One optimizer step at state().step: the schedule's learning rate, grad_accum micro-batches
-  // (each backward()ed), gradients divided by the step's units, clipping, AdamW, unless the loss
-  // or gradient norm is not finite (NonFiniteGuard: the one host read of the step).
+  // (each backward()ed), gradients summed over the ranks (the last micro-batch's backward
+  // launches the all-reduces) and divided by the step's units on all ranks, clipping, AdamW,
+  // unless the loss or gradient norm is not finite (NonFiniteGuard: the host read of the step).
   StepResult step(const MicroStep& micro_step);
   // Runs until max_steps; evaluates every eval_every steps and at the end; checkpoints every
   // save_every steps and at the end. Returns the final metrics (last train and eval values).
@@ -162,6 +170,7 @@ class Trainer {
   TrainingState state_;
   NonFiniteGuard nonfinite_;
   std::string last_checkpoint_ = "none yet";
+  std::unique_ptr<dist::GradientSync> sync_;  // with more than one rank
 };
 
 }  // namespace nurture
