@@ -17,6 +17,7 @@
 #include <csignal>
 #include <cstring>
 #include <iostream>
+#include <optional>
 #include <stdexcept>
 
 namespace nurture {
@@ -167,7 +168,10 @@ int launch_workers(const LaunchOptions& o) {
   }
 
   int first_failure = 0;
-  std::chrono::steady_clock::time_point stopping_since{};
+  // Set when a rank failed and the others were asked to stop; they get o.grace to do it. Ranks
+  // stopping because the user's signal was passed on are waited for (a second signal, passed on
+  // too, stops them at once).
+  std::optional<std::chrono::steady_clock::time_point> stopping_since;
   bool killed = false, passed_on = false;
   for (;;) {
     // Signals from the user or the scheduler: pass them on.
@@ -219,8 +223,7 @@ int launch_workers(const LaunchOptions& o) {
           if (other.running) ::kill(other.pid, SIGTERM);
       }
     }
-    if (first_failure != 0 && !killed && any_running &&
-        std::chrono::steady_clock::now() - stopping_since > o.grace) {
+    if (stopping_since && !killed && any_running && std::chrono::steady_clock::now() - *stopping_since > o.grace) {
       std::cerr << "[launch] the other ranks did not stop within " << o.grace.count() << " s: killing them" << std::endl;
       for (auto& w : workers)
         if (w.running) ::kill(w.pid, SIGKILL);
