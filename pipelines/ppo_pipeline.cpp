@@ -23,6 +23,7 @@
 // Letters: B rollout rows, P prompt positions (left-padded), N response positions, T = P + N,
 // V vocab, C channels.
 #include <algorithm>
+#include <chrono>
 #include <fstream>
 #include <limits>
 #include <optional>
@@ -295,7 +296,13 @@ struct Rollout {
   torch::Tensor advantages;      // [B, N] GAE (whitened when asked)
   torch::Tensor returns;         // [B, N] GAE advantages + values (the value targets)
   torch::Tensor stopped;         // [B] bool
+  double generation_s = 0;       // sampling the replies (KV cache)
+  double scoring_s = 0;          // π_old, π_ref, V and the rewards on them
 };
+
+static double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
 
 // Logits of the positions that predict each response token, plus the one after the last:
 // tokens: [B, T] -> [B, N + 1, V], divided by the sampling temperature. token_logprobs over
@@ -536,14 +543,21 @@ class PpoPipeline : public Pipeline {
     Progress progress(ctx_->name, options_.iterations, /*plain_every_s=*/0.0);
     while (iteration_ < options_.iterations) {
       Rollout rollout = collect_rollout(next_prompts());
+      const auto training_start = std::chrono::steady_clock::now();
       UpdateStats stats = update(rollout);
       bool stop = false;
-      json record = iteration_metrics(rollout, stats, &stop);
+      json record = iteration_metrics(rollout, stats, &stop);  // (reads the losses back)
+      const double training_s = seconds_since(training_start);
       if (options_.adaptive_kl)
         beta_ = adaptive_kl_update(beta_, record["kl"].get<double>(), options_.target_kl,
                                    options_.rollout_batch_size * dist::world_size(), options_.kl_horizon);
       ++iteration_;
       last_metrics_ = record;
+      // Where the iteration's time went, so that users see what to tune (in the log, not in the
+      // stage's results, which a resumed run reproduces).
+      record["time_generation_s"] = rollout.generation_s;
+      record["time_scoring_s"] = rollout.scoring_s;
+      record["time_training_s"] = training_s;
       record["iteration"] = iteration_;
       record["split"] = "train";
       record["tokens"] = state_.tokens;
@@ -553,7 +567,10 @@ class PpoPipeline : public Pipeline {
                                    {"kl", fixed(record["kl"].get<double>(), 3)},
                                    {"β", fixed(record["kl_coef"].get<double>(), 4)},
                                    {"len", fixed(record["response_length"].get<double>(), 1)},
-                                   {"stop", fixed(record["stopped_fraction"].get<double>(), 2)}});
+                                   {"stop", fixed(record["stopped_fraction"].get<double>(), 2)},
+                                   {"gen/score/train", fixed(rollout.generation_s, 1) + "/" +
+                                                           fixed(rollout.scoring_s, 1) + "/" +
+                                                           fixed(training_s, 1) + "s"}});
 
       const bool last = iteration_ == options_.iterations;
       // Rank 0 evaluates; the others wait for it in the next iteration's first all-reduce.
@@ -611,6 +628,7 @@ class PpoPipeline : public Pipeline {
   Rollout collect_rollout(const std::vector<int64_t>& rows) {
     torch::NoGradGuard no_grad;
     const auto device = ctx_->run.device;
+    const auto start = std::chrono::steady_clock::now();
     std::vector<std::vector<int64_t>> prompt_ids;
     std::vector<const PromptExample*> examples;
     for (int64_t row : rows) {
@@ -628,7 +646,9 @@ class PpoPipeline : public Pipeline {
     r.response_length = gen.response.size(1);
     r.stopped = gen.stopped;
     const int64_t B = r.tokens.size(0), P = r.prompt_length, N = r.response_length;
-    state_.tokens += gen.response_mask.sum().item<int64_t>();
+    state_.tokens += gen.response_mask.sum().item<int64_t>();  // (waits for the device)
+    r.generation_s = seconds_since(start);
+    const auto scoring_start = std::chrono::steady_clock::now();
 
     // π_old, π_ref and V on the sampled sequences, in minibatch-sized chunks. The update passes
     // compute π the same way (not from the sampler's KV-cache log-probs), so the first ratio is 1.
@@ -660,6 +680,7 @@ class PpoPipeline : public Pipeline {
     Gae g = gae(r.rewards, r.values, m, options_.gamma, options_.lam);
     r.returns = g.returns;
     r.advantages = options_.whiten_advantages ? whiten_over_ranks(g.advantages, m) : g.advantages;
+    r.scoring_s = seconds_since(scoring_start);  // the scores came back to the host
     return r;
   }
 

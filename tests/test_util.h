@@ -1,6 +1,7 @@
 // Shared helpers for the test suite: a seeding fixture and paths into the source/build trees.
 #pragma once
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
 #include <sys/wait.h>
@@ -82,6 +83,19 @@ inline CommandResult run_shell(const std::string& command) {
 // Runs the `nurture` executable the way a user does: from the source tree.
 inline CommandResult run_nurture(const std::string& args) {
   return run_shell("'" + nurture_binary().string() + "' " + args);
+}
+
+// The lines of a metrics.jsonl without the timing fields, which no two runs share: what a
+// resumed run must reproduce.
+inline std::vector<nlohmann::json> metrics_without_timing(const std::filesystem::path& file) {
+  std::vector<nlohmann::json> out;
+  std::istringstream in(read_file(file));
+  for (std::string line; std::getline(in, line);) {
+    nlohmann::json j = nlohmann::json::parse(line);
+    for (const char* key : {"tokens_per_s", "time_generation_s", "time_scoring_s", "time_training_s"}) j.erase(key);
+    out.push_back(j);
+  }
+  return out;
 }
 
 }  // namespace nurture::testing

@@ -64,18 +64,6 @@ const char* kRecipe =
     "    eval_every: 4\n"
     "    save_every: 2\n";
 
-// The metrics lines without the timing, which no two runs share.
-std::vector<json> metrics_without_timing(const fs::path& file) {
-  std::vector<json> out;
-  std::istringstream in(read_file(file));
-  for (std::string line; std::getline(in, line);) {
-    json j = json::parse(line);
-    j.erase("tokens_per_s");
-    out.push_back(j);
-  }
-  return out;
-}
-
 void expect_same_weights(const fs::path& a, const fs::path& b) {
   Transformer x = load_transformer(a, torch::kCPU), y = load_transformer(b, torch::kCPU);
   auto px = x->named_parameters(), py = y->named_parameters();
