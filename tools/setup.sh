@@ -18,6 +18,7 @@ packages=(
   nlohmann-json3-dev                  # JSON / JSONL
   libssl-dev                          # SHA-256 of checkpoint files (libcrypto)
   libgtest-dev                        # tests
+  clang libclang-rt-dev               # the fuzz targets (libFuzzer, ASan, UBSan)
 )
 
 if command -v dpkg-query >/dev/null && [ -z "${NURTURE_SKIP_APT:-}" ]; then
