@@ -26,7 +26,8 @@ constexpr const char* kSummary =
     "in the ChatML template. Each line of stdin is the user's next message; the reply is printed\n"
     "on stdout (after `assistant> ` on a terminal, as a plain line otherwise, for scripts). The\n"
     "conversation is kept; when it and a reply of --max-new-tokens no longer fit the model's\n"
-    "block_size, its oldest turns are forgotten (never the system message).\n\n"
+    "block_size, its oldest turns are forgotten (never the system message). Without\n"
+    "--max-new-tokens a reply takes at most 128 tokens or a quarter of the block_size.\n\n"
     "commands:  /reset  forget the conversation     /exit  quit (so does the end of input)\n"
     "           a line starting with // is sent as a message starting with /";
 
@@ -105,7 +106,7 @@ int chat_command(const std::vector<std::string>& args) {
   if (!vm.count("model"))
     throw UsageError("nurture chat: which model? e.g. --model runs/quickstart/sft/model "
                      "(see nurture chat --help)");
-  const auto sampling = sampling_options("chat", vm);
+  auto sampling = sampling_options("chat", vm);
   const torch::Device device = parse_device("chat", vm["device"].as<std::string>());
   const std::string dir = vm["model"].as<std::string>();
   auto loaded = load_model_dir("chat", dir, device);
@@ -114,6 +115,10 @@ int chat_command(const std::vector<std::string>& args) {
     bad_value("chat", "--model", tokenizer.source() + " has no <|im_start|> and <|im_end|> tokens, "
                                  "which a chat needs; use nurture generate for plain text");
   const int64_t block_size = loaded.model->options.block_size();
+  // Unless asked otherwise, a reply takes at most a quarter of a small model's block, so that the
+  // conversation keeps its last turns instead of forgetting them all for room it rarely uses.
+  if (vm["max-new-tokens"].defaulted())
+    sampling.max_new_tokens(std::min<int64_t>(sampling.max_new_tokens(), std::max<int64_t>(1, block_size / 4)));
   std::vector<Message> system;
   if (vm.count("system")) system.push_back({"system", vm["system"].as<std::string>()});
   Conversation conversation(tokenizer, system);
@@ -128,8 +133,9 @@ int chat_command(const std::vector<std::string>& args) {
   // ---- The conversation loop: one user message per line ----
   const bool terminal = ::isatty(STDIN_FILENO) == 1;
   if (terminal)
-    log_line("chat", dir + " (block_size " + std::to_string(block_size) +
-                         "); /reset forgets the conversation, /exit quits");
+    log_line("chat", dir + " (block_size " + std::to_string(block_size) + ", replies of up to " +
+                         std::to_string(sampling.max_new_tokens()) +
+                         " tokens); /reset forgets the conversation, /exit quits");
   bool told_forgetting = false;
   int64_t line_number = 0;
   for (std::string line;;) {
