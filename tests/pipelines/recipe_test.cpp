@@ -132,6 +132,40 @@ TEST_F(RecipeTest, InvalidYamlAndDuplicateKeys) {
   EXPECT_THAT(errors[0], HasSubstr(": the recipe nests deeper than 64 levels (an alias that contains itself?)"));
 }
 
+// Settings that are each valid but impossible together, named by key; the number of ranks comes
+// from the environment (here torchrun's variables, as `nurture launch` sets them).
+TEST_F(RecipeTest, ImpossibleCombinationsNameTheKey) {
+  const std::string stages =
+      "stages:\n"
+      "  data: {pipeline: demo_data}\n"
+      "  tok: {pipeline: tokenizer, inputs: ['${data}/pretrain.txt']}\n"
+      "  pre:\n"
+      "    pipeline: pretrain\n"
+      "    tokenizer: tok\n"
+      "    train: ['${data}/pretrain.txt']\n"
+      "    batch_size: 4\n";
+  auto errors = errors_of(recipe(stages + "    global_batch_size: 32\n    grad_accum: 2\n"));
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_EQ(errors[0], at(9, 24) + ": stages.pre.global_batch_size: set global_batch_size or grad_accum, not both");
+
+  ::setenv("RANK", "0", 1);
+  ::setenv("WORLD_SIZE", "3", 1);
+  errors = errors_of(recipe(stages + "    global_batch_size: 32\n"));
+  const auto with_three_ranks = errors_of(recipe(stages + "    global_batch_size: 36\n"));
+  ::unsetenv("RANK");
+  ::unsetenv("WORLD_SIZE");
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_EQ(errors[0], at(9, 24) + ": stages.pre.global_batch_size: 32 is not divisible by batch_size 4 x 3 ranks = 12");
+  EXPECT_TRUE(with_three_ranks.empty()) << with_three_ranks[0];
+
+  errors = errors_of(recipe(stages + "  ppo:\n    pipeline: ppo\n    init_from: pre\n    prompts: p.jsonl\n"
+                                     "    reward_functions: [exact_match]\n    rollout_batch_size: 8\n"
+                                     "    minibatch_size: 16\n"));
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_EQ(errors[0], at(15, 21) + ": stages.ppo.minibatch_size: 16 exceeds rollout_batch_size 8 (a minibatch is a "
+                                    "part of one rank's rollout)");
+}
+
 TEST_F(RecipeTest, OverridesAreTypedAndNamedInErrors) {
   RunOptions o;
   o.overrides = {"stages.tok.vocab_size=512", "seed=3", "stages.tok.inputs=[a.txt, b.txt]"};
