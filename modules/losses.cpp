@@ -52,8 +52,9 @@ torch::Tensor token_logprobs(const torch::Tensor& logits, const torch::Tensor& t
   const int64_t t = logits.size(1);
   auto x = to_compute(logits.slice(1, 0, t - 1));             // [B, T-1, V]
   auto targets = tokens.slice(1, 1).unsqueeze(-1);             // [B, T-1, 1]
-  // log softmax at the target = logit − logsumexp, without materialising the log-softmax.
-  return x.gather(-1, targets).squeeze(-1) - x.logsumexp(-1);  // [B, T-1]
+  // LibTorch's fused log-softmax (one pass forward, one backward) beats logit − logsumexp,
+  // whose backward takes a pass per operation over the [B, T-1, V] logits.
+  return torch::log_softmax(x, -1).gather(-1, targets).squeeze(-1);  // [B, T-1]
 }
 
 // logits: [B, T, V] -> [B, T]

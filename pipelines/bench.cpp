@@ -1,6 +1,7 @@
 // The benchmark behind `nurture bench` (see bench.h).
 #include "pipelines/bench.h"
 
+#include <torch/csrc/autograd/profiler_legacy.h>
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -8,6 +9,7 @@
 #include <cstdio>
 #include <fstream>
 #include <iomanip>
+#include <map>
 #include <sstream>
 #include <thread>
 
@@ -135,8 +137,11 @@ std::vector<double> time_training(Transformer& model, const BenchOptions& o, int
   };
   compat::AutocastGuard autocast(o.device, o.precision == "bf16" ? torch::kBFloat16 : torch::kFloat);
   std::vector<double> times;
+  std::unique_ptr<torch::autograd::profiler::RecordProfile> profiler;
   for (int64_t i = 0; i < o.warmup + o.steps; ++i) {
     if (i == o.warmup) *memory_after_warmup = proc_status_bytes("VmRSS");
+    if (i == o.warmup && !o.profile.empty())
+      profiler = std::make_unique<torch::autograd::profiler::RecordProfile>(o.profile);
     synchronize(o.device);
     const auto start = std::chrono::steady_clock::now();
     trainer.step(micro_step);
@@ -159,8 +164,11 @@ std::vector<double> time_generation(Transformer& model, const BenchOptions& o, i
   const auto sampling = SamplingOptions().max_new_tokens(o.new_tokens).temperature(1.0);
   compat::AutocastGuard autocast(o.device, o.precision == "bf16" ? torch::kBFloat16 : torch::kFloat);
   std::vector<double> times;
+  std::unique_ptr<torch::autograd::profiler::RecordProfile> profiler;
   for (int64_t i = 0; i < o.warmup + o.steps; ++i) {
     if (i == o.warmup) *memory_after_warmup = proc_status_bytes("VmRSS");
+    if (i == o.warmup && !o.profile.empty())
+      profiler = std::make_unique<torch::autograd::profiler::RecordProfile>(o.profile);
     synchronize(o.device);
     const auto start = std::chrono::steady_clock::now();
     generate(model, prompts, sampling, compat::make_generator(o.seed + static_cast<uint64_t>(i), o.device));
@@ -169,6 +177,46 @@ std::vector<double> time_generation(Transformer& model, const BenchOptions& o, i
   }
   return times;
 }
+
+}  // namespace
+
+json self_time_by_op(const json& events) {
+  // Per thread, in start order (the longer first on a tie): an event is nested in the one below
+  // it on the stack while it starts before that one ends.
+  struct Event {
+    std::string name;
+    double start, duration, self;
+  };
+  std::map<std::string, std::vector<Event>> threads;
+  for (const auto& e : events) {
+    if (!e.is_object() || e.value("ph", "") != "X" || !e.contains("dur") || !e.contains("ts")) continue;
+    const std::string thread = e.contains("tid") ? e["tid"].dump() : "";
+    const double duration = e["dur"].get<double>();
+    threads[thread].push_back({e.value("name", "?"), e["ts"].get<double>(), duration, duration});
+  }
+  std::map<std::string, std::pair<double, int64_t>> by_op;  // microseconds, calls
+  for (auto& [thread, list] : threads) {
+    std::sort(list.begin(), list.end(), [](const Event& a, const Event& b) {
+      return a.start != b.start ? a.start < b.start : a.duration > b.duration;
+    });
+    std::vector<Event*> stack;
+    for (auto& e : list) {
+      while (!stack.empty() && e.start >= stack.back()->start + stack.back()->duration) stack.pop_back();
+      if (!stack.empty()) stack.back()->self -= e.duration;
+      stack.push_back(&e);
+    }
+    for (const auto& e : list) {
+      by_op[e.name].first += std::max(0.0, e.self);
+      by_op[e.name].second += 1;
+    }
+  }
+  json out = json::array();
+  for (const auto& [op, v] : by_op) out.push_back({{"op", op}, {"self_s", v.first * 1e-6}, {"calls", v.second}});
+  std::sort(out.begin(), out.end(), [](const json& a, const json& b) { return a["self_s"] > b["self_s"]; });
+  return out;
+}
+
+namespace {
 
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
@@ -255,6 +303,16 @@ json run_bench(const BenchOptions& o) {
                  {"mfu", peak > 0 ? json(achieved / peak) : json(nullptr)},
                  {"peak_rss_bytes", peak_rss},
                  {"rss_after_warmup_bytes", memory_after_warmup}};
+  if (!o.profile.empty()) {
+    // The profiler wrote its trace when its guard went out of scope, at the end of the loop.
+    std::ifstream in(o.profile);
+    const json trace = json::parse(in, nullptr, /*allow_exceptions=*/false);
+    if (trace.is_discarded()) throw std::runtime_error(o.profile + ": the profiler's trace is not valid JSON");
+    json ops = self_time_by_op(trace.is_object() ? trace.value("traceEvents", json::array()) : trace);
+    for (auto& op : ops) op["self_s_per_step"] = op["self_s"].get<double>() / static_cast<double>(o.steps);
+    if (ops.size() > 25) ops.erase(ops.begin() + 25, ops.end());
+    result["profile"] = {{"trace", o.profile}, {"ops", ops}};
+  }
   if (o.mode == "train") result["context"] = o.context;
   if (o.mode == "generate") {
     result["prompt_length"] = o.prompt_length;
@@ -303,6 +361,21 @@ std::string format_bench(const json& r) {
     out << ", MFU unknown: " << r["peak_flops_source"].get<std::string>();
   out << "\n[bench] memory: peak RSS " << mib(r["peak_rss_bytes"].get<int64_t>()) << " (RSS after warm-up "
       << mib(r["rss_after_warmup_bytes"].get<int64_t>()) << ")\n";
+  if (r.contains("profile")) {
+    const double step = r["step_time_s"].get<double>();
+    out << "[bench] profile (" << r["profile"]["trace"].get<std::string>()
+        << ", open it in chrome://tracing or Perfetto; timings above include the profiler's overhead):\n"
+        << "[bench]   self ms/step   share   calls/step  op\n";
+    const double steps = r["timed_steps"].get<double>();
+    int shown = 0;
+    for (const auto& op : r["profile"]["ops"]) {
+      if (++shown > 15) break;
+      const double per_step = op["self_s_per_step"].get<double>();
+      out << "[bench]   " << std::setw(12) << fixed(1e3 * per_step, 2) << "  " << std::setw(5)
+          << fixed(100 * per_step / step, 1) << "%  " << std::setw(11) << fixed(op["calls"].get<double>() / steps, 0)
+          << "  " << op["op"].get<std::string>() << "\n";
+    }
+  }
   return out.str();
 }
 

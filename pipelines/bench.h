@@ -35,6 +35,7 @@ struct BenchOptions {
   int threads = 0;                   // CPU intra-op threads; 0 = all cores
   double peak_flops = 0;             // 0 = measured (CPU) / datasheet (GPU)
   uint64_t seed = 0;
+  std::string profile;               // a path: profile the timed steps (chrome trace) and summarise
 };
 
 // The model the bench builds: the preset, then each override (TransformerOptions keys).
@@ -49,6 +50,10 @@ double generate_flops_per_token(const TransformerOptions& model, double mean_pos
 double measured_matmul_flops(const torch::Device& device, torch::ScalarType dtype);
 // The dense peak of a GPU by its name (H100, H200, A100, L4, ...), or nothing when unknown.
 std::optional<double> datasheet_peak_flops(const std::string& device_name, const std::string& precision);
+
+// Self time per operator over the events of a chrome trace (LibTorch's profiler), as
+// [{"op", "self_s", "calls"}...], largest first: an op's time less the ops it called.
+nlohmann::json self_time_by_op(const nlohmann::json& trace_events);
 
 // Runs the benchmark. The result holds every figure (see the keys in bench.cpp) for --json.
 nlohmann::json run_bench(const BenchOptions& options);

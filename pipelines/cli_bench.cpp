@@ -13,7 +13,7 @@ namespace {
 constexpr const char* kUsage =
     "bench --preset NAME [--set KEY=VALUE]... [--batch B] [--ctx T] [--steps N] [--warmup W]\n"
     "              [--device cpu|cuda] [--precision fp32|bf16] [--mode train|generate]\n"
-    "              [--prompt-len P] [--new-tokens N] [--threads N] [--peak-tflops X] [--json]";
+    "              [--prompt-len P] [--new-tokens N] [--threads N] [--peak-tflops X] [--profile FILE] [--json]";
 
 constexpr const char* kSummary =
     "Times the training step stages run (forward, backward, clipping, AdamW) on random tokens, or\n"
@@ -44,6 +44,8 @@ int bench_command(const std::vector<std::string>& args) {
       ("peak-tflops", po::value<double>()->default_value(0.0, "0"), "the peak MFU is measured against "
                                                                      "(0 = measured on CPU, datasheet on GPU)")
       ("seed", po::value<uint64_t>()->default_value(0), "random seed (weights, tokens)")
+      ("profile", po::value<std::string>(), "profile the timed steps with LibTorch's profiler: write its "
+                                              "chrome trace to this file and print the ops by self time")
       ("json", "print the result as one JSON object")
       ("help,h", "this help");
   auto vm = parse_args("bench", args, options);
@@ -65,6 +67,7 @@ int bench_command(const std::vector<std::string>& args) {
   o.threads = vm["threads"].as<int>();
   o.peak_flops = vm["peak-tflops"].as<double>() * 1e12;
   o.seed = vm["seed"].as<uint64_t>();
+  if (vm.count("profile")) o.profile = vm["profile"].as<std::string>();
   if (o.mode != "train" && o.mode != "generate") bad_value("bench", "--mode", "must be train or generate, got '" + o.mode + "'");
   if (o.precision != "fp32" && o.precision != "bf16")
     bad_value("bench", "--precision", "must be fp32 or bf16, got '" + o.precision + "'");
