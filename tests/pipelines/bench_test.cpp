@@ -4,6 +4,7 @@
 #include <gmock/gmock.h>
 
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "pipelines/bench.h"
 #include "tests/test_util.h"
@@ -29,6 +30,41 @@ TEST(BenchFlops, DatasheetPeaksByDeviceName) {
   EXPECT_EQ(datasheet_peak_flops("NVIDIA H200", "fp32"), 494e12);  // fp32 matmuls run as TF32
   EXPECT_EQ(datasheet_peak_flops("NVIDIA A100-SXM4-80GB", "bf16"), 312e12);
   EXPECT_FALSE(datasheet_peak_flops("Some Future GPU", "bf16").has_value());
+}
+
+// Self time: an op's duration less the ops it called, per thread.
+TEST(BenchProfile, SelfTimeSubtractsNestedOps) {
+  const auto events = nlohmann::json::parse(R"([
+      {"name": "aten::linear", "ph": "X", "ts": 0, "dur": 100, "tid": 1},
+      {"name": "aten::addmm", "ph": "X", "ts": 10, "dur": 70, "tid": 1},
+      {"name": "aten::copy_", "ph": "X", "ts": 20, "dur": 5, "tid": 1},
+      {"name": "aten::copy_", "ph": "X", "ts": 200, "dur": 15, "tid": 1},
+      {"name": "aten::addmm", "ph": "X", "ts": 50, "dur": 30, "tid": 2},
+      {"name": "marker", "ph": "i", "ts": 5, "tid": 1}])");
+  const auto ops = self_time_by_op(events);
+  ASSERT_EQ(ops.size(), 3u);
+  EXPECT_EQ(ops[0]["op"], "aten::addmm");  // (70 - 5) + 30 microseconds
+  EXPECT_NEAR(ops[0]["self_s"].get<double>(), 95e-6, 1e-12);
+  EXPECT_EQ(ops[0]["calls"], 2);
+  EXPECT_EQ(ops[1]["op"], "aten::linear");  // 100 - 70
+  EXPECT_NEAR(ops[1]["self_s"].get<double>(), 30e-6, 1e-12);
+  EXPECT_EQ(ops[2]["op"], "aten::copy_");  // 5 + 15, the second not nested in anything
+  EXPECT_NEAR(ops[2]["self_s"].get<double>(), 20e-6, 1e-12);
+}
+
+TEST(BenchCommand, ProfileWritesATraceAndRanksTheOps) {
+  const auto trace = scratch_dir("bench_profile") / "trace.json";
+  auto r = run_nurture("bench --preset gpt2_tiny --set n_layer=1 --batch 2 --ctx 16 --steps 2 --warmup 1 "
+                       "--threads 1 --json --profile " + trace.string());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  ASSERT_TRUE(std::filesystem::exists(trace));
+  const auto& ops = j["profile"]["ops"];
+  ASSERT_FALSE(ops.empty());
+  std::set<std::string> names;
+  for (const auto& op : ops) names.insert(op["op"].get<std::string>());
+  EXPECT_TRUE(names.count("aten::mm") || names.count("aten::addmm")) << ops.dump();
+  for (size_t i = 1; i < ops.size(); ++i) EXPECT_GE(ops[i - 1]["self_s"], ops[i]["self_s"]);
 }
 
 TEST(BenchCommand, TrainJsonFiguresAgree) {
