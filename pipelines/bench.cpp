@@ -275,6 +275,11 @@ json run_bench(const BenchOptions& o) {
       peak_source = "unknown device '" + device_name + "' (give --peak-tflops)";
     }
   }
+  // Every rank of a data-parallel run has the peak of its own threads or device.
+  if (peak > 0 && ranks > 1) {
+    peak *= ranks;
+    peak_source += " x " + std::to_string(ranks) + " ranks";
+  }
   const double achieved = tokens_per_step / step * flops_per_token;
 
   json result = {{"mode", o.mode},
