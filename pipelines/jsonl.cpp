@@ -55,6 +55,7 @@ ReadStats for_each_jsonl(const fs::path& file, bool skip_bad_lines,
     } catch (const std::invalid_argument& e) {
       problem = e.what();
     }
+    problem = escape_invalid_utf8(problem);  // the parser's message quotes the bad bytes
     if (!skip_bad_lines)
       throw std::runtime_error(where + ": " + problem + " (skip_bad_lines: true skips such lines)");
     if (stats.skipped < 3) warn_line("data", where + ": skipped: " + problem);

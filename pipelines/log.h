@@ -25,6 +25,9 @@ void warn_line(const std::string& component, const std::string& message);
 std::string human_count(double v);
 // 190 s -> "3m10s".
 std::string human_duration(double seconds);
+// `text` with every byte that is not part of valid UTF-8 written as \xNN, so that a message
+// quoting a user's bad bytes can be printed and stored in JSON.
+std::string escape_invalid_utf8(const std::string& text);
 
 // Progress of a loop with a known number of steps. On a terminal, one line redrawn in place
 // (at most a few times a second); otherwise a plain line every `plain_every_s` seconds and at

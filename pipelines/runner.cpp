@@ -443,7 +443,8 @@ static StageResult run_stage(const StagePlan& stage, const StageContext& ctx, bo
         }
       }
     } else if (is_main_process()) {
-      dist::publish("stage/" + stage.name, json{{"status", result.status}, {"error", result.error}}.dump());
+      const json told = {{"status", result.status}, {"error", result.error}};
+      dist::publish("stage/" + stage.name, told.dump(-1, ' ', false, json::error_handler_t::replace));
     } else {
       const json told = json::parse(dist::wait_for("stage/" + stage.name));
       result.status = told["status"];
@@ -568,7 +569,9 @@ int run_recipe(const Recipe& recipe, const RunOptions& options) {
     if (parallel) dist::barrier();  // the stage's directory is ready before any rank looks into it
     const StageContext ctx{stage.name, stage.pipeline, dir, settings, run, stage_dirs};
     result = run_stage(stage, ctx, parallel);
-    if (is_main_process()) write_file_atomic(dir / "stage.json", to_json(result).dump(2) + "\n");
+    // (replace: an error quoting a user's invalid UTF-8 must not stop the record being written)
+    if (is_main_process())
+      write_file_atomic(dir / "stage.json", to_json(result).dump(2, ' ', false, json::error_handler_t::replace) + "\n");
     if (result.status == "done") {
       stage_dirs[stage.name] = dir;
       ran.insert(stage.name);
@@ -600,7 +603,7 @@ int run_recipe(const Recipe& recipe, const RunOptions& options) {
     if (r.metrics.contains("summary") && r.metrics["summary"].is_object())
       for (const auto& [k, v] : r.metrics["summary"].items()) summary[k] = v;
   if (is_main_process()) {
-    write_file_atomic(out_dir / "summary.json", summary.dump(2) + "\n");
+    write_file_atomic(out_dir / "summary.json", summary.dump(2, ' ', false, json::error_handler_t::replace) + "\n");
     print_table(results);
     log_line("run", "summary written to " + (out_dir / "summary.json").string());
   }

@@ -4,6 +4,7 @@
 #include <gmock/gmock.h>
 
 #include "pipelines/jsonl.h"
+#include "pipelines/log.h"
 #include "tests/test_util.h"
 
 namespace nurture {
@@ -44,6 +45,9 @@ TEST(Jsonl, EveryKindOfBadLineNamesFileAndLine) {
     const std::string error = error_of([&] { load_preferences(file, false); });
     EXPECT_THAT(error, HasSubstr(file.string() + ":3: " + c.message)) << c.line;
     EXPECT_THAT(error, HasSubstr("(skip_bad_lines: true skips such lines)"));
+    // The message quotes bad bytes escaped, so it prints and goes into stage.json as it is.
+    EXPECT_EQ(escape_invalid_utf8(error), error);
+    EXPECT_NO_THROW(nlohmann::json(error).dump()) << error;
     ReadStats stats;
     ::testing::internal::CaptureStderr();
     EXPECT_EQ(load_preferences(file, true, &stats).size(), 2u) << c.line;
@@ -51,6 +55,15 @@ TEST(Jsonl, EveryKindOfBadLineNamesFileAndLine) {
     EXPECT_EQ(stats.skipped, 1);
     EXPECT_EQ(stats.lines, 3);
   }
+}
+
+TEST(Jsonl, InvalidUtf8IsEscapedByteByByte) {
+  EXPECT_EQ(escape_invalid_utf8("caf\xe9!"), "caf\\xE9!");
+  EXPECT_EQ(escape_invalid_utf8("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"), "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80");
+  EXPECT_EQ(escape_invalid_utf8("\xc0\xaf"), "\\xC0\\xAF");        // overlong '/'
+  EXPECT_EQ(escape_invalid_utf8("\xed\xa0\x80"), "\\xED\\xA0\\x80");  // a UTF-16 surrogate
+  EXPECT_EQ(escape_invalid_utf8("\xe2\x82"), "\\xE2\\x82");        // cut short
+  EXPECT_EQ(escape_invalid_utf8(std::string("a\0b", 3)), std::string("a\0b", 3));
 }
 
 TEST(Jsonl, ALineTooLongIsReadPastNotStored) {
