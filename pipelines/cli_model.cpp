@@ -46,11 +46,21 @@ LoadedModel load_model_dir(const std::string& command, const std::filesystem::pa
       bad_value(command, "--model", (dir / file).string() + " is missing; is " + dir.string() +
                                         " a model directory written by nurture?");
   }
-  try {
-    return {load_transformer(dir, device), Tokenizer::load(dir.string())};
-  } catch (const std::runtime_error& e) {
-    throw UsageError("nurture " + command + ": " + std::string(e.what()));
-  }
+  LoadedModel loaded = [&] {
+    try {
+      return LoadedModel{load_transformer(dir, device), Tokenizer::load(dir.string())};
+    } catch (const std::runtime_error& e) {
+      throw UsageError("nurture " + command + ": " + std::string(e.what()));
+    }
+  }();
+  // A model may have more embedding rows than its tokenizer has pieces (padded), never fewer.
+  if (loaded.tokenizer.vocab_size() > loaded.model->options.vocab_size())
+    bad_value(command, "--model", (dir / kTokenizerFileName).string() + " has " +
+                                      std::to_string(loaded.tokenizer.vocab_size()) + " pieces but " +
+                                      (dir / "config.json").string() + " says vocab_size " +
+                                      std::to_string(loaded.model->options.vocab_size()) +
+                                      ": the tokenizer is not the one the model was trained with");
+  return loaded;
 }
 
 void add_sampling_options(po::options_description& options, const SamplingOptions& defaults) {

@@ -146,6 +146,25 @@ TEST_F(CliChatTest, BadModelFlagsAndInputsAreUsageErrors) {
   auto r = run_nurture("chat --model " + absent.string() + " < /dev/null");
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_THAT(r.err, HasSubstr("--model " + absent.string() + ": no such directory"));
+  // A tokenizer with more pieces than the model has embedding rows is not the model's.
+  const fs::path other = dir_ / "other_tokenizer";
+  fs::copy(model_dir(), other, fs::copy_options::recursive);
+  std::string corpus;
+  for (int i = 0; i < 3000; ++i) {  // many different words: enough merges for 500 pieces
+    for (int v = i * 7919 % 17576, k = 0; k < 3; ++k, v /= 26) corpus += static_cast<char>('a' + v % 26);
+    corpus += i % 12 == 11 ? "\n" : " ";
+  }
+  write_file(dir_ / "corpus.txt", corpus);
+  TokenizerTrainOptions bigger;
+  bigger.inputs = {(dir_ / "corpus.txt").string()};
+  bigger.output = (other / kTokenizerFileName).string();
+  bigger.vocab_size = 500;
+  ASSERT_GT(Tokenizer::train(bigger).vocab_size(), 360);
+  r = run_nurture("chat --model " + other.string() + " < /dev/null");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.err, HasSubstr((other / kTokenizerFileName).string() + " has 500 pieces but " +
+                               (other / "config.json").string() +
+                               " says vocab_size 360: the tokenizer is not the one the model was trained with"));
   // A scripted message too long for the model's context stops the script, naming its line.
   std::string long_message;
   for (int i = 0; i < 60; ++i) long_message += "Paris Seoul ";
