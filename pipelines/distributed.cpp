@@ -230,6 +230,12 @@ void init(const Environment& env, const torch::Device& device, std::chrono::mill
                                           [](void* p) { delete static_cast<c10::intrusive_ptr<c10d::ProcessGroupNCCL>*>(p); });
     g->backend = "nccl";
   }
+#else
+  if (device.is_cuda())
+    throw std::runtime_error("rank " + std::to_string(env.rank) + " of " + std::to_string(env.world_size) +
+                             ": data parallel on CUDA needs NCCL, and this build has none. HINT: configure "
+                             "against a CUDA LibTorch with nccl.h found (-DNCCL_INCLUDE_DIR=...; see "
+                             "docs/building.md), or run on cpu");
 #endif
   if (g->backend == "none") {
     auto gloo_options = c10d::ProcessGroupGloo::Options::create(timeout);

@@ -23,6 +23,22 @@ find_path(NURTURE_GLOO_INCLUDE gloo/config.h HINTS ${_nurture_hints} PATH_SUFFIX
 if(NURTURE_GLOO_INCLUDE)
   target_include_directories(nurture_torch INTERFACE ${NURTURE_GLOO_INCLUDE})
 endif()
+# NCCL (data parallel on CUDA): with a CUDA LibTorch whose nccl.h is found (pip's wheels keep it
+# in site-packages/nvidia/nccl/include: pass -DNCCL_INCLUDE_DIR=... if it is elsewhere). Without
+# it, more than one rank on CUDA is refused with a message (nothing falls back silently).
+if(TARGET torch_cuda OR TORCH_CUDA_LIBRARIES)
+  execute_process(COMMAND python3 -c "import nvidia.nccl, os; print(os.path.join(nvidia.nccl.__path__[0], 'include'))"
+                  OUTPUT_VARIABLE _nurture_pip_nccl OUTPUT_STRIP_TRAILING_WHITESPACE ERROR_QUIET)
+  find_path(NCCL_INCLUDE_DIR nccl.h HINTS ${NCCL_INCLUDE_DIR} ${_nurture_pip_nccl} ${_nurture_hints}
+            PATH_SUFFIXES include)
+  if(NCCL_INCLUDE_DIR)
+    message(STATUS "nurture: NCCL from ${NCCL_INCLUDE_DIR} (data parallel on CUDA)")
+    target_include_directories(nurture_torch INTERFACE ${NCCL_INCLUDE_DIR})
+    set(NURTURE_WITH_NCCL ON)
+  else()
+    message(WARNING "nurture: CUDA LibTorch but no nccl.h: multi-rank CUDA runs are refused (set NCCL_INCLUDE_DIR)")
+  endif()
+endif()
 
 # ---- yaml-cpp (recipes) --------------------------------------------------------------------------
 find_path(NURTURE_YAML_INCLUDE yaml-cpp/yaml.h HINTS ${_nurture_hints} PATH_SUFFIXES include REQUIRED)
