@@ -47,7 +47,8 @@ std::string first_slurm_host(const std::string& nodelist);
 // ---- the process group ---------------------------------------------------------------------------
 
 // Joins the other processes (no-op for a single one). `device` picks the backend: NCCL for CUDA
-// when this build has it, else Gloo; with CUDA each process uses GPU local_rank. `timeout` bounds
+// (a build without NCCL refuses several CUDA ranks), Gloo for CPU; with CUDA each process uses
+// GPU local_rank. `timeout` bounds
 // the rendezvous and every collective: a rank that died or hangs makes the others fail then.
 void init(const Environment& env, const torch::Device& device, std::chrono::milliseconds timeout);
 bool initialized();
