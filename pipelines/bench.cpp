@@ -178,7 +178,15 @@ std::vector<double> time_generation(Transformer& model, const BenchOptions& o, i
   return times;
 }
 
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
 }  // namespace
+
+// ---- the profile ------------------------------------------------------------------------------------
 
 json self_time_by_op(const json& events) {
   // Per thread, in start order (the longer first on a tie): an event is nested in the one below
@@ -216,15 +224,7 @@ json self_time_by_op(const json& events) {
   return out;
 }
 
-namespace {
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
-}  // namespace
+// ---- the benchmark ----------------------------------------------------------------------------------
 
 json run_bench(const BenchOptions& o) {
   if (o.mode != "train" && o.mode != "generate")
