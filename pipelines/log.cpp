@@ -128,6 +128,20 @@ void Progress::finish() {
 
 // ---- MetricsLog -------------------------------------------------------------------------------------
 
+void drop_metrics_after(const std::filesystem::path& file, const std::string& key, int64_t last) {
+  if (!is_main_process() || !std::filesystem::exists(file)) return;
+  std::ifstream in(file);
+  std::string kept, line;
+  while (std::getline(in, line)) {
+    try {
+      if (nlohmann::json::parse(line).value(key, int64_t{0}) <= last) kept += line + "\n";
+    } catch (const nlohmann::json::exception&) {  // a half-written last line
+    }
+  }
+  in.close();
+  std::ofstream(file, std::ios::trunc) << kept;
+}
+
 MetricsLog::MetricsLog(const std::filesystem::path& file) {
   if (is_main_process()) out_.open(file, std::ios::app);
 }

@@ -61,4 +61,9 @@ class MetricsLog {
   std::ofstream out_;
 };
 
+// On resume: drops the lines of a metrics file whose `key` (step, iteration) is past `last` (what
+// a crashed run logged after its last checkpoint; it will be logged again) and a half-written
+// last line. Only the main process writes; a missing file is left missing.
+void drop_metrics_after(const std::filesystem::path& file, const std::string& key, int64_t last);
+
 }  // namespace nurture

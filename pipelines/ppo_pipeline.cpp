@@ -507,19 +507,7 @@ class PpoPipeline : public Pipeline {
     last_eval_iteration_ = state_.extra.value("last_eval_iteration", int64_t{-1});
     log_line(ctx_->name, "resuming from the checkpoint at iteration " + std::to_string(iteration_) + "/" +
                              std::to_string(options_.iterations) + " (β " + fixed(beta_, 4) + ")");
-    // Drop what a crashed run logged after its last checkpoint; it will be logged again.
-    const fs::path metrics = ctx_->dir / "metrics.jsonl";
-    if (!is_main_process() || !fs::exists(metrics)) return;
-    std::ifstream in(metrics);
-    std::string kept, line;
-    while (std::getline(in, line)) {
-      try {
-        if (json::parse(line).value("iteration", int64_t{0}) <= iteration_) kept += line + "\n";
-      } catch (const json::exception&) {  // a half-written last line
-      }
-    }
-    in.close();
-    std::ofstream(metrics, std::ios::trunc) << kept;
+    drop_metrics_after(ctx_->dir / "metrics.jsonl", "iteration", iteration_);
   }
 
   void checkpoint() {

@@ -176,19 +176,7 @@ void Trainer::resume_if_possible() {
   nonfinite_.set_skipped(state_.extra.value("skipped_steps", int64_t{0}));
   log_line(ctx_.name, "resuming from the checkpoint at step " + std::to_string(state_.step) + "/" +
                           std::to_string(options_.max_steps));
-  // Drop metrics a crashed run logged after its last checkpoint; they will be logged again.
-  const fs::path metrics = ctx_.dir / "metrics.jsonl";
-  if (!is_main_process() || !fs::exists(metrics)) return;
-  std::ifstream in(metrics);
-  std::string kept, line;
-  while (std::getline(in, line)) {
-    try {
-      if (json::parse(line).value("step", int64_t{0}) <= state_.step) kept += line + "\n";
-    } catch (const json::exception&) {  // a half-written last line
-    }
-  }
-  in.close();
-  std::ofstream(metrics, std::ios::trunc) << kept;
+  drop_metrics_after(ctx_.dir / "metrics.jsonl", "step", state_.step);
 }
 
 void Trainer::checkpoint() {
