@@ -102,7 +102,9 @@ static std::set<std::string> stage_inputs(const StagePlan& stage, const std::vec
   for_each_stage_placeholder(stage.settings, "", [&](const std::string& name, const ConfigNode&,
                                                      const std::string&) { names.insert(name); });
   Settings settings(stage.settings, "stages." + stage.name);
-  for (const auto& field : registries().pipelines.get(stage.pipeline).schema()->fields()) {
+  // Held here: a range-for over schema()->fields() would outlive the schema the call returns.
+  const auto schema = registries().pipelines.get(stage.pipeline).schema();
+  for (const auto& field : schema->fields()) {
     if (field.type != FieldType::StageRef || !settings.has(field.key)) continue;
     for (const auto& ref : field.list ? settings.get_string_list(field.key)
                                       : std::vector<std::string>{settings.get_string(field.key)})
