@@ -10,12 +10,12 @@ namespace nurture::cli {
 
 namespace {
 
-constexpr const char* kUsage =
+constexpr const char* kBenchUsage =
     "bench --preset NAME [--set KEY=VALUE]... [--batch B] [--ctx T] [--steps N] [--warmup W]\n"
     "              [--device cpu|cuda] [--precision fp32|bf16] [--mode train|generate]\n"
     "              [--prompt-len P] [--new-tokens N] [--threads N] [--peak-tflops X] [--profile FILE] [--json]";
 
-constexpr const char* kSummary =
+constexpr const char* kBenchSummary =
     "Times the training step stages run (forward, backward, clipping, AdamW) on random tokens, or\n"
     "batched KV-cache generation, for a model preset with overrides (--set n_layer=4, or\n"
     "--set model.n_layer=4). Reports the median step time after warm-up, tokens/s, MFU (flops per\n"
@@ -50,7 +50,7 @@ int bench_command(const std::vector<std::string>& args) {
       ("help,h", "this help");
   auto vm = parse_args("bench", args, options);
   if (vm.count("help")) {
-    print_help(kUsage, kSummary, options);
+    print_help(kBenchUsage, kBenchSummary, options);
     return kExitOk;
   }
 

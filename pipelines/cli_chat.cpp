@@ -17,11 +17,11 @@ namespace nurture::cli {
 
 namespace {
 
-constexpr const char* kUsage =
+constexpr const char* kChatUsage =
     "chat --model DIR [--system TEXT] [--max-new-tokens N] [--temperature T] [--top-k K]\n"
     "            [--top-p P] [--seed S] [--device cpu|cuda]";
 
-constexpr const char* kSummary =
+constexpr const char* kChatSummary =
     "Chats with the model in DIR (config.json, model.pt, tokenizer.model; any stage's model)\n"
     "in the ChatML template. Each line of stdin is the user's next message; the reply is printed\n"
     "on stdout (after `assistant> ` on a terminal, as a plain line otherwise, for scripts). The\n"
@@ -98,7 +98,7 @@ int chat_command(const std::vector<std::string>& args) {
       ("help,h", "this help");
   auto vm = parse_args("chat", args, options);
   if (vm.count("help")) {
-    print_help(kUsage, kSummary, options);
+    print_help(kChatUsage, kChatSummary, options);
     return kExitOk;
   }
 

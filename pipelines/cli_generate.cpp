@@ -10,11 +10,11 @@ namespace nurture::cli {
 
 namespace {
 
-constexpr const char* kUsage =
+constexpr const char* kGenerateUsage =
     "generate --model DIR --prompt TEXT [--chat [--system TEXT]] [--max-new-tokens N]\n"
     "                [--temperature T] [--top-k K] [--top-p P] [--seed S] [--device cpu|cuda]";
 
-constexpr const char* kSummary =
+constexpr const char* kGenerateSummary =
     "Prints a completion of TEXT sampled from the model in DIR (config.json, model.pt,\n"
     "tokenizer.model). Plain prompts stop at <|endoftext|>; with --chat the prompt is the user's\n"
     "turn of a ChatML conversation, the model writes the assistant's reply and stops at\n"
@@ -39,7 +39,7 @@ int generate_command(const std::vector<std::string>& args) {
   positional.add("prompt", 1);
   auto vm = parse_args("generate", args, options, positional);
   if (vm.count("help")) {
-    print_help(kUsage, kSummary, options);
+    print_help(kGenerateUsage, kGenerateSummary, options);
     return kExitOk;
   }
 

@@ -8,11 +8,11 @@ namespace nurture::cli {
 
 namespace {
 
-constexpr const char* kUsage =
+constexpr const char* kLaunchUsage =
     "launch --nproc N [--nnodes M --node-rank R --master ADDR:PORT] [--grace S] -- COMMAND...\n"
     "       e.g. nurture launch --nproc 2 -- run recipes/quickstart.yaml";
 
-constexpr const char* kSummary =
+constexpr const char* kLaunchSummary =
     "Starts N workers on this node, each running `nurture COMMAND...` with RANK, WORLD_SIZE,\n"
     "LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR and MASTER_PORT set (the variables torchrun sets;\n"
     "recipes read them, and Slurm's or Open MPI's, without the launcher too). Their output is\n"
@@ -49,7 +49,7 @@ int launch_command(const std::vector<std::string>& args) {
       ("help,h", "this help");
   auto vm = parse_args("launch", own, options);
   if (vm.count("help")) {
-    print_help(kUsage, kSummary, options);
+    print_help(kLaunchUsage, kLaunchSummary, options);
     return kExitOk;
   }
   LaunchOptions o;

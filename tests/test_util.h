@@ -23,6 +23,9 @@ class Seeded : public ::testing::Test {
   void SetUp() override { torch::manual_seed(1234); }
 };
 
+inline torch::TensorOptions f64() { return torch::TensorOptions().dtype(torch::kDouble); }
+inline double max_abs(const torch::Tensor& t) { return t.abs().max().item<double>(); }
+
 inline std::filesystem::path source_dir() { return kSourceDir; }
 inline std::filesystem::path binary_dir() { return kBinaryDir; }
 inline std::filesystem::path nurture_binary() { return kBinaryDir + std::string("/nurture"); }

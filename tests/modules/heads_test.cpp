@@ -11,11 +11,11 @@ namespace {
 
 class HeadsTest : public testing::Seeded {};
 
-TransformerOptions tiny() {
+TransformerOptions small_llama() {
   return preset("llama_micro").vocab_size(61).block_size(16).n_layer(2).n_head(4).n_kv_head(2).n_embd(16);
 }
 
-double max_abs(const torch::Tensor& t) { return t.abs().max().item<double>(); }
+using testing::max_abs;
 
 TEST_F(HeadsTest, LastTokenIndexForLeftAndRightPadding) {
   auto mask =
@@ -27,7 +27,7 @@ TEST_F(HeadsTest, LastTokenIndexForLeftAndRightPadding) {
 
 TEST_F(HeadsTest, RewardIsScoreAtLastRealToken) {
   torch::NoGradGuard no_grad;
-  RewardModel model(tiny());
+  RewardModel model(small_llama());
   model->to(torch::kDouble);
   model->eval();
   auto a = torch::randint(1, 61, {6}), b = torch::randint(1, 61, {3});
@@ -56,7 +56,7 @@ TEST_F(HeadsTest, RewardIsScoreAtLastRealToken) {
 
 TEST_F(HeadsTest, ValueHeadGivesPerTokenValues) {
   torch::NoGradGuard no_grad;
-  ValueModel model(tiny());
+  ValueModel model(small_llama());
   model->to(torch::kDouble);
   model->eval();
   auto idx = torch::randint(1, 61, {3, 7});
@@ -75,9 +75,9 @@ TEST_F(HeadsTest, ValueHeadGivesPerTokenValues) {
 
 TEST_F(HeadsTest, LoadBackboneCopiesTheLanguageModel) {
   torch::NoGradGuard no_grad;
-  Transformer lm(tiny());
-  RewardModel reward(tiny());
-  ValueModel value(tiny());
+  Transformer lm(small_llama());
+  RewardModel reward(small_llama());
+  ValueModel value(small_llama());
   reward->load_backbone(lm);
   value->load_backbone(lm);
   auto idx = torch::randint(0, 61, {2, 5});
@@ -87,7 +87,7 @@ TEST_F(HeadsTest, LoadBackboneCopiesTheLanguageModel) {
   lm->named_parameters()["wte.weight"].add_(1.0);
   EXPECT_FALSE(torch::equal(reward->transformer->hidden_states(idx), lm->hidden_states(idx)));
   // Mismatched shapes are refused with the parameter's name.
-  Transformer wider(tiny().n_embd(32));
+  Transformer wider(small_llama().n_embd(32));
   try {
     reward->load_backbone(wider);
     FAIL() << "expected an error";

@@ -19,7 +19,7 @@ constexpr double kLog2 = 0.6931471805599453;
 constexpr double kSoftplusMinus1 = 0.31326168751822286;
 constexpr double kSoftplus1 = 1.3132616875182228;  // log(1 + e)
 
-torch::TensorOptions f64() { return torch::TensorOptions().dtype(torch::kDouble); }
+using testing::f64;
 
 double value(const torch::Tensor& t) { return t.item<double>(); }
 

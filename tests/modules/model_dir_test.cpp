@@ -17,7 +17,7 @@ using ::testing::HasSubstr;
 
 class ModelDirTest : public testing::Seeded {};
 
-TransformerOptions tiny() {
+TransformerOptions small_gpt2() {
   return preset("gpt2_tiny").vocab_size(53).block_size(16).n_layer(2).n_head(2).n_embd(16);
 }
 
@@ -37,7 +37,7 @@ TEST_F(ModelDirTest, LanguageModelRoundTripGivesIdenticalLogits) {
   torch::NoGradGuard no_grad;
   const auto dir = testing::scratch_dir("model_dir_lm");
   for (const auto& options :
-       {tiny(), preset("llama_micro").vocab_size(53).n_embd(16).n_head(2).n_kv_head(1)}) {
+       {small_gpt2(), preset("llama_micro").vocab_size(53).n_embd(16).n_head(2).n_kv_head(1)}) {
     Transformer model(options);
     save_model(dir, *model, options, "lm");
     EXPECT_TRUE(fs::exists(dir / "config.json"));
@@ -58,10 +58,10 @@ TEST_F(ModelDirTest, HeadsRoundTripAndLoadFromALanguageModel) {
   torch::NoGradGuard no_grad;
   const auto lm_dir = testing::scratch_dir("model_dir_lm_for_heads");
   const auto rm_dir = testing::scratch_dir("model_dir_reward");
-  Transformer lm(tiny());
-  save_model(lm_dir, *lm, tiny(), "lm");
-  RewardModel reward(tiny());
-  save_model(rm_dir, *reward, tiny(), "reward");
+  Transformer lm(small_gpt2());
+  save_model(lm_dir, *lm, small_gpt2(), "lm");
+  RewardModel reward(small_gpt2());
+  save_model(rm_dir, *reward, small_gpt2(), "reward");
   auto idx = torch::randint(0, 53, {2, 6});
 
   auto reward_back = load_reward_model(rm_dir, torch::kCPU);
@@ -75,7 +75,7 @@ TEST_F(ModelDirTest, HeadsRoundTripAndLoadFromALanguageModel) {
   auto backbone = load_transformer(rm_dir, torch::kCPU);
   EXPECT_TRUE(torch::equal(backbone->hidden_states(idx), reward->transformer->hidden_states(idx)));
   // The file is what torch::save(module) writes: torch::load reads it back.
-  RewardModel plain(tiny());
+  RewardModel plain(small_gpt2());
   torch::load(plain, (rm_dir / "model.pt").string());
   EXPECT_TRUE(torch::equal(plain->forward(idx), reward->forward(idx)));
 }
@@ -85,8 +85,8 @@ TEST_F(ModelDirTest, MissingDirectoryAndFiles) {
   EXPECT_THAT(runtime_error_of([&] { load_transformer(dir / "nope", torch::kCPU); }),
               HasSubstr((dir / "nope").string()));
   EXPECT_THAT(runtime_error_of([&] { read_model_config(dir); }), HasSubstr((dir / "config.json").string()));
-  Transformer model(tiny());
-  save_model(dir, *model, tiny(), "lm");
+  Transformer model(small_gpt2());
+  save_model(dir, *model, small_gpt2(), "lm");
   fs::remove(dir / "model.pt");
   EXPECT_THAT(runtime_error_of([&] { load_transformer(dir, torch::kCPU); }),
               HasSubstr((dir / "model.pt").string()));
@@ -94,8 +94,8 @@ TEST_F(ModelDirTest, MissingDirectoryAndFiles) {
 
 TEST_F(ModelDirTest, GarbledConfigNamesFileAndKey) {
   const auto dir = testing::scratch_dir("model_dir_garbled");
-  Transformer model(tiny());
-  save_model(dir, *model, tiny(), "lm");
+  Transformer model(small_gpt2());
+  save_model(dir, *model, small_gpt2(), "lm");
   const auto config = dir / "config.json";
   const std::string good = read_file(config);
 
@@ -124,8 +124,8 @@ TEST_F(ModelDirTest, GarbledConfigNamesFileAndKey) {
 
 TEST_F(ModelDirTest, TruncatedWeightsGiveAnErrorWithThePath) {
   const auto dir = testing::scratch_dir("model_dir_truncated");
-  Transformer model(tiny());
-  save_model(dir, *model, tiny(), "lm");
+  Transformer model(small_gpt2());
+  save_model(dir, *model, small_gpt2(), "lm");
   const auto weights = dir / "model.pt";
   const std::string bytes = read_file(weights);
   for (const size_t keep : {bytes.size() / 2, size_t{100}, size_t{0}}) {
@@ -137,21 +137,21 @@ TEST_F(ModelDirTest, TruncatedWeightsGiveAnErrorWithThePath) {
 
 TEST_F(ModelDirTest, ShapeMismatchAndWrongNamesNameTheParameter) {
   const auto dir = testing::scratch_dir("model_dir_mismatch");
-  Transformer model(tiny());
-  save_model(dir, *model, tiny(), "lm");
+  Transformer model(small_gpt2());
+  save_model(dir, *model, small_gpt2(), "lm");
   const auto weights = (dir / "model.pt").string();
 
-  Transformer wider(tiny().n_embd(32));
+  Transformer wider(small_gpt2().n_embd(32));
   auto message = runtime_error_of([&] { load_weights(*wider, weights, torch::kCPU); });
   EXPECT_THAT(message, HasSubstr(weights));
   EXPECT_THAT(message, HasSubstr("wte.weight"));
   EXPECT_THAT(message, HasSubstr("shape"));
 
-  Transformer deeper(tiny().n_layer(3));
+  Transformer deeper(small_gpt2().n_layer(3));
   message = runtime_error_of([&] { load_weights(*deeper, weights, torch::kCPU); });
   EXPECT_THAT(message, HasSubstr("missing parameter \"h.2."));
 
-  Transformer shallower(tiny().n_layer(1));
+  Transformer shallower(small_gpt2().n_layer(1));
   message = runtime_error_of([&] { load_weights(*shallower, weights, torch::kCPU); });
   EXPECT_THAT(message, HasSubstr("unexpected parameter \"h.1."));
 

@@ -19,7 +19,7 @@ using Sampling = testing::Seeded;
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
-torch::TensorOptions f64() { return torch::TensorOptions().dtype(torch::kDouble); }
+using testing::f64;
 
 // A tiny float64 model whose weights (but the norms') are scaled up so its next-token distributions are peaked and
 // vary with the context (GPT-2 init makes every logit nearly 0).

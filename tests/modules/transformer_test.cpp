@@ -34,7 +34,7 @@ Transformer make_double(const TransformerOptions& options) {
   return model;
 }
 
-double max_abs(const torch::Tensor& t) { return t.abs().max().item<double>(); }
+using testing::max_abs;
 
 // A batch of sequences of different lengths, LEFT-padded (pad id 0) to the longest.
 struct Padded {
