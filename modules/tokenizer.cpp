@@ -25,6 +25,15 @@
 #define NURTURE_SPM_SHIM_NAME "libnurture_spm_shim.so"
 #endif
 
+// Built with AddressSanitizer (gcc says so with __SANITIZE_ADDRESS__, clang with __has_feature).
+#if defined(__SANITIZE_ADDRESS__)
+#define NURTURE_WITH_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define NURTURE_WITH_ASAN 1
+#endif
+#endif
+
 namespace nurture {
 
 namespace fs = std::filesystem;
@@ -76,7 +85,7 @@ Shim open_shim() {
   if (path.find('/') != std::string::npos && !fs::exists(path))
     throw std::runtime_error("tokenizer: the SentencePiece shim " + path + " (" + why +
                              ") does not exist." + hint);
-  void* library = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
+  void* library = open_spm_shim(path);
   if (library == nullptr) {
     const char* error = dlerror();
     throw std::runtime_error("tokenizer: cannot load the SentencePiece shim " + path + " (" + why +
@@ -108,6 +117,21 @@ Shim open_shim() {
   bind(shim.train, "nurture_spm_train");
   return shim;
 }
+
+}  // namespace
+
+void* open_spm_shim(const std::string& path) {
+#ifdef NURTURE_WITH_ASAN
+  // A namespace of its own gets its own copies of libstdc++ and libc, and the shim is built
+  // without the sanitizer: nothing allocated on one side is freed on the other (results come
+  // back through callbacks), so the two heaps never mix.
+  return dlmopen(LM_ID_NEWLM, path.c_str(), RTLD_NOW | RTLD_LOCAL);
+#else
+  return dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
+#endif
+}
+
+namespace {
 
 const Shim& shim() {
   static const Shim loaded = open_shim();  // a failed attempt throws and is retried next call

@@ -1,9 +1,9 @@
 // The tokenizer: a SentencePiece model (BPE or unigram, byte fallback) plus the chat special
 // tokens, which are atomic and never come out of ordinary text.
 //
-// SentencePiece itself lives in libnurture_spm_shim.so, loaded with dlopen() on first use (see
-// third_party/sentencepiece_shim/spm_shim.h for why): from $NURTURE_SPM_SHIM if set, else from
-// the directory holding libnurture_modules.so.
+// SentencePiece itself lives in libnurture_spm_shim.so, loaded on first use by open_spm_shim()
+// (see third_party/sentencepiece_shim/spm_shim.h for why): from $NURTURE_SPM_SHIM if set, else
+// from the directory holding libnurture_modules.so.
 //
 // Models trained here use this id layout (any other SentencePiece model, e.g. Llama 2's, also
 // loads; the ids it lacks are -1):
@@ -86,5 +86,11 @@ class Tokenizer {
 
   std::shared_ptr<const Model> model_;  // immutable; copies of a Tokenizer share it
 };
+
+// Loads the SentencePiece shim at `path` so that the libraries it brings stay apart from
+// LibTorch's: dlopen() with RTLD_LOCAL | RTLD_DEEPBIND, or, in a build with AddressSanitizer
+// (which refuses RTLD_DEEPBIND), dlmopen() into a link namespace of its own. Returns the handle
+// for dlsym(), or nullptr with the reason in dlerror().
+void* open_spm_shim(const std::string& path);
 
 }  // namespace nurture

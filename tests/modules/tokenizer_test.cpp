@@ -351,7 +351,7 @@ TEST_F(TokenizerTest, TrainingErrorsNameTheProblem) {
 // dummy prefix, no chat tokens), talking to the shim directly.
 std::string train_foreign_model(const fs::path& corpus) {
   const auto shim_path = testing::binary_dir() / "libnurture_spm_shim.so";
-  void* library = dlopen(shim_path.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
+  void* library = open_spm_shim(shim_path.string());
   if (library == nullptr) throw std::runtime_error(dlerror());
   auto train = reinterpret_cast<decltype(&nurture_spm_train)>(dlsym(library, "nurture_spm_train"));
   if (train == nullptr) throw std::runtime_error("no nurture_spm_train");

@@ -1,9 +1,10 @@
 // The plain-C interface of libnurture_spm_shim.so, the only nurture binary that links
-// SentencePiece. modules/tokenizer.cpp dlopen()s the shim (RTLD_LOCAL | RTLD_DEEPBIND) and looks
-// these functions up by name, so SentencePiece's bundled protobuf never meets the libprotobuf
-// that LibTorch loads. Nothing crosses this boundary as a C++ object: text goes in as
-// (pointer, length), results come back through caller-supplied callbacks, and errors are copied
-// into a caller-supplied buffer. No C++ exception ever leaves the shim.
+// SentencePiece. modules/tokenizer.cpp loads it apart (open_spm_shim(): RTLD_LOCAL | RTLD_DEEPBIND,
+// or a link namespace of its own under AddressSanitizer) and looks these functions up by name,
+// so SentencePiece's bundled protobuf never meets the libprotobuf that LibTorch loads. Nothing
+// crosses this boundary as a C++ object: text goes in as (pointer, length), results come back
+// through caller-supplied callbacks, and errors are copied into a caller-supplied buffer. No C++
+// exception ever leaves the shim.
 //
 // Bump NURTURE_SPM_SHIM_ABI whenever a signature or a meaning below changes; the tokenizer
 // refuses a shim that reports another version (a stale build).

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Builds nurture and its test suite with AddressSanitizer and UndefinedBehaviorSanitizer (into
+# build/sanitize, or $NURTURE_SANITIZE_BUILD_DIR) and runs the suite there. Any report, from the
+# test binary or from a `nurture` it starts, fails: each is written to reports/ in the build
+# directory and printed. Leaks count (LeakSanitizer).
+#
+#   tools/sanitize.sh                                # build, then every test but the CI-size quickstart
+#   tools/sanitize.sh --gtest_filter='Tokenizer*'    # extra arguments go to the test binary
+#
+# The suite runs as one process per core, each taking a share of the tests (GoogleTest's
+# sharding), not one process per test as under ctest: a sanitized process takes about two seconds
+# to start and to check for leaks at exit, which over the whole suite costs more than the tests.
+#
+# The CI-size quickstart (Quickstart.*) is left out: it is minutes of LibTorch kernels, which are
+# not instrumented, and its code paths are all taken by the same recipe, reduced, in
+# Distributed.QuickstartRunsOnTwoProcesses.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build=${NURTURE_SANITIZE_BUILD_DIR:-build/sanitize}
+generator=()
+command -v ninja >/dev/null && generator=(-G Ninja)
+if [ ! -f "$build/CMakeCache.txt" ]; then
+  # Built against what the main tree found (another LibTorch, unpacked dependencies), when
+  # $NURTURE_SANITIZE_LIKE names it (the ctest test does), plus $NURTURE_CMAKE_ARGS.
+  like=()
+  if [ -n "${NURTURE_SANITIZE_LIKE:-}" ] && [ -f "$NURTURE_SANITIZE_LIKE/CMakeCache.txt" ]; then
+    for key in Torch_DIR CMAKE_PREFIX_PATH NURTURE_DEPS_PREFIX; do
+      value=$(sed -n "s/^$key:[A-Z]*=//p" "$NURTURE_SANITIZE_LIKE/CMakeCache.txt")
+      if [ -n "$value" ]; then like+=("-D$key=$value"); fi
+    done
+  fi
+  # shellcheck disable=SC2086
+  cmake -S . -B "$build" "${generator[@]}" "${like[@]}" -DNURTURE_SANITIZE=address,undefined \
+        -DCMAKE_BUILD_TYPE=Sanitize -DCMAKE_CXX_FLAGS_SANITIZE="-O1 -g1" ${NURTURE_CMAKE_ARGS:-} >/dev/null
+fi
+cmake --build "$build"
+build=$(cd "$build" && pwd)
+
+reports=$build/reports
+rm -rf "$reports" && mkdir -p "$reports"
+# exitcode=86: a process that a sanitizer stopped exits with a status no test expects.
+# protect_shadow_gap=0: the CUDA driver maps memory where ASan would otherwise forbid it.
+export ASAN_OPTIONS="log_path=$reports/asan:exitcode=86:detect_leaks=1:protect_shadow_gap=0:check_initialization_order=1:strict_init_order=1${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
+export UBSAN_OPTIONS="log_path=$reports/ubsan:exitcode=86:print_stacktrace=1${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"
+# What ctest gives each test (tests/CMakeLists.txt).
+export NURTURE_BIN=$build/nurture OMP_WAIT_POLICY=passive
+
+shards=$(nproc)
+pids=()
+for ((i = 0; i < shards; i++)); do
+  GTEST_TOTAL_SHARDS=$shards GTEST_SHARD_INDEX=$i timeout 1500 "$build/nurture_tests" \
+      --gtest_filter='-Quickstart.*' "$@" >"$build/shard-$((i + 1)).log" 2>&1 &
+  pids+=($!)
+done
+failed=0
+for ((i = 0; i < shards; i++)); do
+  status=0
+  wait "${pids[$i]}" || status=$?
+  log=$build/shard-$((i + 1)).log
+  summary=$(grep -E "^\[==========\] .* ran\." "$log" || true)
+  echo "[sanitize] shard $((i + 1))/$shards: exit $status; ${summary#\[==========\] }"
+  if [ "$status" -ne 0 ]; then
+    failed=1
+    tail -n 40 "$log"
+    echo "[sanitize] shard $((i + 1)): the whole log is $log"
+  fi
+done
+if compgen -G "$reports/*" >/dev/null; then
+  for report in "$reports"/*; do
+    echo "[sanitize] ---- $report"
+    head -n 60 "$report"
+  done
+  echo "[sanitize] $(ls "$reports" | wc -l) sanitizer report(s), above"
+  exit 1
+fi
+[ "$failed" -eq 0 ] || exit 1
+echo "[sanitize] the suite ran clean under ASan and UBSan"
