@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds nurture and its test suite with AddressSanitizer and UndefinedBehaviorSanitizer (into
 # build/sanitize, or $NURTURE_SANITIZE_BUILD_DIR) and runs the suite there. Any report, from the
-# test binary or from a `nurture` it starts, fails: each is written to reports/ in the build
-# directory and printed. Leaks count (LeakSanitizer).
+# test binary or from a `nurture` it starts, fails; ASan's (leaks included) are written to
+# reports/ in the build directory and printed.
 #
 #   tools/sanitize.sh                                # build, then every test but the CI-size quickstart
 #   tools/sanitize.sh --gtest_filter='Tokenizer*'    # extra arguments go to the test binary
@@ -37,8 +37,10 @@ cmake --build "$build"
 build=$(cd "$build" && pwd)
 
 reports=$build/reports
-rm -rf "$reports" && mkdir -p "$reports"
-# exitcode=86: a process that a sanitizer stopped exits with a status no test expects.
+rm -rf "$reports" "$build"/shard-*.log && mkdir -p "$reports"
+# exitcode=86: a process that a sanitizer stopped exits with a status no test expects. (gcc's
+# UBSan runtime, beside ASan's, prints its reports on stderr whatever log_path says: a test
+# binary's end up in its shard's log, searched below; a nurture's make it exit 86.)
 # protect_shadow_gap=0: the CUDA driver maps memory where ASan would otherwise forbid it.
 export ASAN_OPTIONS="log_path=$reports/asan:exitcode=86:detect_leaks=1:protect_shadow_gap=0:check_initialization_order=1:strict_init_order=1${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
 export UBSAN_OPTIONS="log_path=$reports/ubsan:exitcode=86:print_stacktrace=1${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"
@@ -65,6 +67,11 @@ for ((i = 0; i < shards; i++)); do
     echo "[sanitize] shard $((i + 1)): the whole log is $log"
   fi
 done
+if grep -q "runtime error:" "$build"/shard-*.log; then
+  grep -h -A8 "runtime error:" "$build"/shard-*.log | head -n 60
+  echo "[sanitize] UndefinedBehaviorSanitizer reports in the shards' logs, above"
+  failed=1
+fi
 if compgen -G "$reports/*" >/dev/null; then
   for report in "$reports"/*; do
     echo "[sanitize] ---- $report"
