@@ -2,13 +2,13 @@
 // name the file and the key or parameter at fault.
 #include "modules/model_dir.h"
 
-#include <unistd.h>
-
 #include <fstream>
 #include <map>
 #include <sstream>
 #include <stdexcept>
 #include <system_error>
+
+#include "modules/files.h"
 
 namespace nurture {
 
@@ -27,20 +27,6 @@ bool known_kind(const std::string& kind) {
 
 // First line of an exception message (c10::Error appends a long C++ backtrace).
 std::string first_line(const std::string& message) { return message.substr(0, message.find('\n')); }
-
-// A temporary name beside `target`, unique to this process.
-fs::path temp_path(const fs::path& target) {
-  return target.parent_path() / ("." + target.filename().string() + ".tmp." + std::to_string(::getpid()));
-}
-
-void rename_into_place(const fs::path& temp, const fs::path& target) {
-  std::error_code error;
-  fs::rename(temp, target, error);
-  if (error) {
-    fs::remove(temp, error);
-    throw std::runtime_error(target.string() + ": cannot write: " + error.message());
-  }
-}
 
 struct ModelConfig {
   std::string kind;
@@ -126,7 +112,7 @@ void save_model(const fs::path& dir, torch::nn::Module& model, const Transformer
 
   // Weights first: config.json appears last, so a directory with a config is complete.
   const fs::path weights = dir / "model.pt";
-  const fs::path weights_temp = temp_path(weights);
+  const fs::path weights_temp = temp_path_beside(weights);
   try {
     torch::serialize::OutputArchive archive;
     model.save(archive);
@@ -141,18 +127,7 @@ void save_model(const fs::path& dir, torch::nn::Module& model, const Transformer
                            {"version", kModelFormatVersion},
                            {"kind", kind},
                            {"transformer", to_json(options)}};
-  const fs::path config_file = dir / "config.json";
-  const fs::path config_temp = temp_path(config_file);
-  {
-    std::ofstream out(config_temp);
-    out << config.dump(2) << "\n";
-    out.close();
-    if (!out) {
-      fs::remove(config_temp, error);
-      throw std::runtime_error(config_file.string() + ": cannot write");
-    }
-  }
-  rename_into_place(config_temp, config_file);
+  write_file_atomic(dir / "config.json", config.dump(2) + "\n");
 }
 
 TransformerOptions read_model_config(const fs::path& dir) { return read_config(dir).options; }

@@ -5,7 +5,6 @@
 
 #include <ATen/Parallel.h>
 #include <dlfcn.h>
-#include <unistd.h>
 
 #include <cerrno>
 #include <cstdlib>
@@ -19,6 +18,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "modules/files.h"
 #include "third_party/sentencepiece_shim/spm_shim.h"
 
 #ifndef NURTURE_SPM_SHIM_NAME
@@ -172,32 +172,11 @@ std::string read_file(const fs::path& path) {
   return bytes.str();
 }
 
-// Writes to a temporary name beside `path`, then renames: readers never see half a file.
-void write_file_atomically(const fs::path& path, const std::string& bytes) {
+// The tokenizer's own checks before the atomic write (modules/files.h).
+void write_tokenizer_file(const fs::path& path, const std::string& bytes) {
   if (path.empty()) throw std::invalid_argument("tokenizer: no output path to write the model to");
   if (path.has_parent_path()) fs::create_directories(path.parent_path());
-  const fs::path temporary = path.string() + ".tmp-" + std::to_string(::getpid());
-  {
-    std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
-    if (!out)
-      throw std::runtime_error(path.string() +
-                               ": cannot write the tokenizer model: " + std::strerror(errno));
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    out.close();
-    if (!out) {
-      std::error_code ignored;
-      fs::remove(temporary, ignored);
-      throw std::runtime_error(path.string() + ": writing the tokenizer model failed (disk full?)");
-    }
-  }
-  std::error_code error;
-  fs::rename(temporary, path, error);
-  if (error) {
-    std::error_code ignored;
-    fs::remove(temporary, ignored);
-    throw std::runtime_error(path.string() +
-                             ": cannot move the tokenizer model into place: " + error.message());
-  }
+  write_file_atomic(path, bytes);
 }
 
 }  // namespace
@@ -383,7 +362,7 @@ Tokenizer Tokenizer::train(const TokenizerTrainOptions& options) {
       throw std::runtime_error("tokenizer training for " + options.output +
                                " failed: " + tidy_error(error));
   }
-  write_file_atomically(options.output, serialized);
+  write_tokenizer_file(options.output, serialized);
   return from_bytes(std::move(serialized), options.output);
 }
 
@@ -481,7 +460,7 @@ bool Tokenizer::has_chat_tokens() const { return model_->im_start >= 0 && model_
 bool Tokenizer::is_special(int64_t id) const { return model_->special(id) != nullptr; }
 
 void Tokenizer::save(const std::string& path) const {
-  write_file_atomically(path, model_->serialized);
+  write_tokenizer_file(path, model_->serialized);
 }
 const std::string& Tokenizer::serialized() const { return model_->serialized; }
 const std::string& Tokenizer::source() const { return model_->source; }

@@ -9,6 +9,8 @@
 #include <iostream>
 #include <sstream>
 
+#include "modules/files.h"
+
 namespace nurture {
 
 bool is_main_process() {
@@ -139,7 +141,7 @@ void drop_metrics_after(const std::filesystem::path& file, const std::string& ke
     }
   }
   in.close();
-  std::ofstream(file, std::ios::trunc) << kept;
+  write_file_atomic(file, kept);  // interrupted here, the run still has every record it had
 }
 
 MetricsLog::MetricsLog(const std::filesystem::path& file) {

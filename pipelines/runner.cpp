@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "modules/compat.h"
+#include "modules/files.h"
 #include "pipelines/distributed.h"
 #include "pipelines/log.h"
 #include "pipelines/plugin.h"
@@ -303,20 +304,6 @@ Recipe load_recipe(const fs::path& file, const RunOptions& options) {
   resolved.set("stages", stages_node);
   recipe.resolved = resolved;
   return recipe;
-}
-
-// ---- files -------------------------------------------------------------------------------------------
-
-void write_file_atomic(const fs::path& path, const std::string& content) {
-  const fs::path tmp = path.string() + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw std::runtime_error(tmp.string() + ": cannot write (is the directory writable?)");
-    out << content;
-    out.flush();
-    if (!out) throw std::runtime_error(tmp.string() + ": write failed (disk full?)");
-  }
-  fs::rename(tmp, path);
 }
 
 static json read_json_or_null(const fs::path& path) {

@@ -55,10 +55,6 @@ inline constexpr int kExitInterrupted = 3;
 // signal stopped it.
 int run_recipe(const Recipe& recipe, const RunOptions& options);
 
-// Writes `content` to `path` through a temporary file in the same directory and a rename, so
-// a reader never sees half a file.
-void write_file_atomic(const std::filesystem::path& path, const std::string& content);
-
 // Sizes LibTorch's intra-op thread pool and OpenBLAS's own (which ignores LibTorch's setting).
 void set_cpu_threads(int threads);
 // What `threads: auto` means for this process: the cores it is bound to (srun --cpu-bind,

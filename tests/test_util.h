@@ -26,6 +26,18 @@ class Seeded : public ::testing::Test {
 inline torch::TensorOptions f64() { return torch::TensorOptions().dtype(torch::kDouble); }
 inline double max_abs(const torch::Tensor& t) { return t.abs().max().item<double>(); }
 
+// The message of the exception of type E that `body` throws; a test failure when it throws none.
+template <typename E, typename Body>
+std::string error_of(Body&& body) {
+  try {
+    body();
+  } catch (const E& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "expected an exception";
+  return "(no exception thrown)";
+}
+
 inline std::filesystem::path source_dir() { return kSourceDir; }
 inline std::filesystem::path binary_dir() { return kBinaryDir; }
 inline std::filesystem::path nurture_binary() { return kBinaryDir + std::string("/nurture"); }

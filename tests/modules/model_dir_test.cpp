@@ -21,15 +21,7 @@ TransformerOptions small_gpt2() {
   return preset("gpt2_tiny").vocab_size(53).block_size(16).n_layer(2).n_head(2).n_embd(16);
 }
 
-std::string runtime_error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const std::runtime_error& e) {
-    return e.what();
-  }
-  return "(no std::runtime_error thrown)";
-}
-
+using testing::error_of;
 using testing::read_file;
 using testing::write_file;
 
@@ -82,13 +74,13 @@ TEST_F(ModelDirTest, HeadsRoundTripAndLoadFromALanguageModel) {
 
 TEST_F(ModelDirTest, MissingDirectoryAndFiles) {
   const auto dir = testing::scratch_dir("model_dir_missing");
-  EXPECT_THAT(runtime_error_of([&] { load_transformer(dir / "nope", torch::kCPU); }),
+  EXPECT_THAT(error_of<std::runtime_error>([&] { load_transformer(dir / "nope", torch::kCPU); }),
               HasSubstr((dir / "nope").string()));
-  EXPECT_THAT(runtime_error_of([&] { read_model_config(dir); }), HasSubstr((dir / "config.json").string()));
+  EXPECT_THAT(error_of<std::runtime_error>([&] { read_model_config(dir); }), HasSubstr((dir / "config.json").string()));
   Transformer model(small_gpt2());
   save_model(dir, *model, small_gpt2(), "lm");
   fs::remove(dir / "model.pt");
-  EXPECT_THAT(runtime_error_of([&] { load_transformer(dir, torch::kCPU); }),
+  EXPECT_THAT(error_of<std::runtime_error>([&] { load_transformer(dir, torch::kCPU); }),
               HasSubstr((dir / "model.pt").string()));
 }
 
@@ -100,26 +92,26 @@ TEST_F(ModelDirTest, GarbledConfigNamesFileAndKey) {
   const std::string good = read_file(config);
 
   write_file(config, "{\"format\": \"nurture-model\", \"version\": 1, ");
-  auto message = runtime_error_of([&] { load_transformer(dir, torch::kCPU); });
+  auto message = error_of<std::runtime_error>([&] { load_transformer(dir, torch::kCPU); });
   EXPECT_THAT(message, HasSubstr(config.string()));
   EXPECT_THAT(message, HasSubstr("not valid JSON"));
 
   auto json = nlohmann::json::parse(good);
   json["transformer"]["n_layer"] = "two";
   write_file(config, json.dump());
-  message = runtime_error_of([&] { load_transformer(dir, torch::kCPU); });
+  message = error_of<std::runtime_error>([&] { load_transformer(dir, torch::kCPU); });
   EXPECT_THAT(message, HasSubstr(config.string()));
   EXPECT_THAT(message, HasSubstr("n_layer"));
 
   json = nlohmann::json::parse(good);
   json["kind"] = "classifier";
   write_file(config, json.dump());
-  EXPECT_THAT(runtime_error_of([&] { read_model_kind(dir); }), HasSubstr("kind"));
+  EXPECT_THAT(error_of<std::runtime_error>([&] { read_model_kind(dir); }), HasSubstr("kind"));
 
   json = nlohmann::json::parse(good);
   json.erase("format");
   write_file(config, json.dump());
-  EXPECT_THAT(runtime_error_of([&] { read_model_config(dir); }), HasSubstr("format"));
+  EXPECT_THAT(error_of<std::runtime_error>([&] { read_model_config(dir); }), HasSubstr("format"));
 }
 
 TEST_F(ModelDirTest, TruncatedWeightsGiveAnErrorWithThePath) {
@@ -130,7 +122,7 @@ TEST_F(ModelDirTest, TruncatedWeightsGiveAnErrorWithThePath) {
   const std::string bytes = read_file(weights);
   for (const size_t keep : {bytes.size() / 2, size_t{100}, size_t{0}}) {
     write_file(weights, bytes.substr(0, keep));
-    EXPECT_THAT(runtime_error_of([&] { load_transformer(dir, torch::kCPU); }), HasSubstr(weights.string()))
+    EXPECT_THAT(error_of<std::runtime_error>([&] { load_transformer(dir, torch::kCPU); }), HasSubstr(weights.string()))
         << "kept " << keep << " bytes";
   }
 }
@@ -142,17 +134,17 @@ TEST_F(ModelDirTest, ShapeMismatchAndWrongNamesNameTheParameter) {
   const auto weights = (dir / "model.pt").string();
 
   Transformer wider(small_gpt2().n_embd(32));
-  auto message = runtime_error_of([&] { load_weights(*wider, weights, torch::kCPU); });
+  auto message = error_of<std::runtime_error>([&] { load_weights(*wider, weights, torch::kCPU); });
   EXPECT_THAT(message, HasSubstr(weights));
   EXPECT_THAT(message, HasSubstr("wte.weight"));
   EXPECT_THAT(message, HasSubstr("shape"));
 
   Transformer deeper(small_gpt2().n_layer(3));
-  message = runtime_error_of([&] { load_weights(*deeper, weights, torch::kCPU); });
+  message = error_of<std::runtime_error>([&] { load_weights(*deeper, weights, torch::kCPU); });
   EXPECT_THAT(message, HasSubstr("missing parameter \"h.2."));
 
   Transformer shallower(small_gpt2().n_layer(1));
-  message = runtime_error_of([&] { load_weights(*shallower, weights, torch::kCPU); });
+  message = error_of<std::runtime_error>([&] { load_weights(*shallower, weights, torch::kCPU); });
   EXPECT_THAT(message, HasSubstr("unexpected parameter \"h.1."));
 
   // A failed load leaves the module unchanged.

@@ -73,17 +73,7 @@ std::string read_bytes(const fs::path& file) {
   return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
-// Runs `body`, which must throw E; returns the message.
-template <typename E, typename Body>
-std::string error_of(Body&& body) {
-  try {
-    body();
-  } catch (const E& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected an exception";
-  return "";
-}
+using testing::error_of;
 
 class TokenizerTest : public testing::Seeded {
  protected:

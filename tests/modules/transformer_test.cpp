@@ -34,13 +34,14 @@ Transformer make_double(const TransformerOptions& options) {
   return model;
 }
 
+using testing::error_of;
 using testing::max_abs;
 
 // A batch of sequences of different lengths, LEFT-padded (pad id 0) to the longest.
 struct Padded {
   torch::Tensor idx, mask;  // [B, T] int64
 };
-Padded left_pad(const std::vector<torch::Tensor>& rows) {
+Padded left_pad_rows(const std::vector<torch::Tensor>& rows) {
   int64_t T = 0;
   for (const auto& r : rows) T = std::max(T, r.size(0));
   auto idx = torch::zeros({static_cast<int64_t>(rows.size()), T}, torch::kLong);
@@ -52,7 +53,7 @@ Padded left_pad(const std::vector<torch::Tensor>& rows) {
   }
   return {idx, mask};
 }
-Padded right_pad(const std::vector<torch::Tensor>& rows) {
+Padded right_pad_rows(const std::vector<torch::Tensor>& rows) {
   int64_t T = 0;
   for (const auto& r : rows) T = std::max(T, r.size(0));
   auto idx = torch::zeros({static_cast<int64_t>(rows.size()), T}, torch::kLong);
@@ -75,7 +76,7 @@ double kv_cache_max_relative_diff(const TransformerOptions& options) {
   torch::NoGradGuard no_grad;
   auto model = make_double(options);
   const int64_t V = options.vocab_size(), steps = 6;
-  auto prompts = left_pad({torch::randint(1, V, {5}), torch::randint(1, V, {2}), torch::randint(1, V, {8})});
+  auto prompts = left_pad_rows({torch::randint(1, V, {5}), torch::randint(1, V, {2}), torch::randint(1, V, {8})});
   const int64_t B = prompts.idx.size(0), P = prompts.idx.size(1), T = P + steps;
   auto idx = torch::cat({prompts.idx, torch::randint(1, V, {B, steps})}, 1);         // [B, T]
   auto mask = torch::cat({prompts.mask, torch::ones({B, steps}, torch::kLong)}, 1);  // [B, T]
@@ -156,7 +157,7 @@ TEST_F(TransformerTest, PaddedLogitsEqualUnpaddedLogits) {
     std::vector<torch::Tensor> rows = {torch::randint(1, 97, {7}), torch::randint(1, 97, {3}),
                                        torch::randint(1, 97, {5})};
     for (const bool left : {true, false}) {
-      auto batch = left ? left_pad(rows) : right_pad(rows);
+      auto batch = left ? left_pad_rows(rows) : right_pad_rows(rows);
       auto logits = model->forward(batch.idx, batch.mask);  // [B, T, V]
       ASSERT_FALSE(logits.isnan().any().item<bool>());      // padding rows stay finite too
       const int64_t T = batch.idx.size(1);
@@ -460,25 +461,16 @@ TEST_F(TransformerTest, DropoutOnlyInTraining) {
 // Options: validation, presets, strings and JSON
 // ---------------------------------------------------------------------------------------------
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const std::invalid_argument& e) {
-    return e.what();
-  }
-  return "(no std::invalid_argument thrown)";
-}
-
 TEST_F(TransformerTest, ValidationNamesTheKey) {
-  EXPECT_EQ(error_of([] { validate(TransformerOptions().n_embd(100).n_head(3)); }),
+  EXPECT_EQ(error_of<std::invalid_argument>([] { validate(TransformerOptions().n_embd(100).n_head(3)); }),
             "n_embd (100) must be divisible by n_head (3)");
-  EXPECT_THAT(error_of([] { validate(TransformerOptions().n_kv_head(5)); }), HasSubstr("n_kv_head (5)"));
-  EXPECT_THAT(error_of([] { validate(TransformerOptions().norm("batchnorm")); }),
+  EXPECT_THAT(error_of<std::invalid_argument>([] { validate(TransformerOptions().n_kv_head(5)); }), HasSubstr("n_kv_head (5)"));
+  EXPECT_THAT(error_of<std::invalid_argument>([] { validate(TransformerOptions().norm("batchnorm")); }),
               HasSubstr("norm (\"batchnorm\")"));
-  EXPECT_THAT(error_of([] { validate(TransformerOptions().dropout(1.5)); }), HasSubstr("dropout"));
-  EXPECT_THAT(error_of([] { Transformer(TransformerOptions().n_layer(0)); }), HasSubstr("n_layer (0)"));
+  EXPECT_THAT(error_of<std::invalid_argument>([] { validate(TransformerOptions().dropout(1.5)); }), HasSubstr("dropout"));
+  EXPECT_THAT(error_of<std::invalid_argument>([] { Transformer(TransformerOptions().n_layer(0)); }), HasSubstr("n_layer (0)"));
   for (const auto& name : preset_names()) EXPECT_NO_THROW(validate(preset(name))) << name;
-  EXPECT_THAT(error_of([] { preset("gpt5"); }), HasSubstr("gpt2_124m, gpt2_350m"));
+  EXPECT_THAT(error_of<std::invalid_argument>([] { preset("gpt5"); }), HasSubstr("gpt2_124m, gpt2_350m"));
 }
 
 TEST_F(TransformerTest, SetOptionParsesAndRejects) {
@@ -491,12 +483,12 @@ TEST_F(TransformerTest, SetOptionParsesAndRejects) {
   EXPECT_DOUBLE_EQ(options.dropout(), 0.1);
   EXPECT_FALSE(options.bias());
   EXPECT_EQ(options.position(), "rope");
-  EXPECT_THAT(error_of([&] { set_option(options, "n_layers", "6"); }), HasSubstr("n_layers"));
-  EXPECT_THAT(error_of([&] { set_option(options, "n_layer", "six"); }),
+  EXPECT_THAT(error_of<std::invalid_argument>([&] { set_option(options, "n_layers", "6"); }), HasSubstr("n_layers"));
+  EXPECT_THAT(error_of<std::invalid_argument>([&] { set_option(options, "n_layer", "six"); }),
               HasSubstr("n_layer: expected an integer"));
-  EXPECT_THAT(error_of([&] { set_option(options, "n_layer", "6.5"); }), HasSubstr("n_layer"));
-  EXPECT_THAT(error_of([&] { set_option(options, "bias", "maybe"); }), HasSubstr("bias"));
-  EXPECT_THAT(error_of([&] { set_option(options, "mlp", "relu"); }), HasSubstr("mlp"));
+  EXPECT_THAT(error_of<std::invalid_argument>([&] { set_option(options, "n_layer", "6.5"); }), HasSubstr("n_layer"));
+  EXPECT_THAT(error_of<std::invalid_argument>([&] { set_option(options, "bias", "maybe"); }), HasSubstr("bias"));
+  EXPECT_THAT(error_of<std::invalid_argument>([&] { set_option(options, "mlp", "relu"); }), HasSubstr("mlp"));
   EXPECT_EQ(transformer_option_fields().size(), to_json(options).size());
 }
 
@@ -505,16 +497,16 @@ TEST_F(TransformerTest, JsonRoundTripAndStrictness) {
   const auto back = options_from_json(to_json(options), "test");
   EXPECT_EQ(to_json(back), to_json(options));
   EXPECT_EQ(count_parameters(back), count_parameters(options));
-  EXPECT_THAT(error_of([] {
+  EXPECT_THAT(error_of<std::invalid_argument>([] {
                 options_from_json({{"n_layers", 2}}, "cfg.json");
               }),
               HasSubstr("cfg.json: unknown model option \"n_layers\""));
-  EXPECT_THAT(error_of([] {
+  EXPECT_THAT(error_of<std::invalid_argument>([] {
                 options_from_json({{"n_layer", "2"}}, "cfg.json");
               }),
               HasSubstr("cfg.json: n_layer: expected an integer"));
-  EXPECT_THAT(error_of([] { options_from_json({{"bias", 1}}, "cfg.json"); }), HasSubstr("cfg.json: bias"));
-  EXPECT_THAT(error_of([] {
+  EXPECT_THAT(error_of<std::invalid_argument>([] { options_from_json({{"bias", 1}}, "cfg.json"); }), HasSubstr("cfg.json: bias"));
+  EXPECT_THAT(error_of<std::invalid_argument>([] {
                 options_from_json({{"n_embd", 100}, {"n_head", 3}}, "cfg.json");
               }),
               HasSubstr("cfg.json: n_embd (100)"));

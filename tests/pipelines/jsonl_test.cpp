@@ -14,15 +14,6 @@ using ::testing::HasSubstr;
 using namespace nurture::testing;
 namespace fs = std::filesystem;
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const std::runtime_error& e) {
-    return e.what();
-  }
-  return "";
-}
-
 TEST(Jsonl, EveryKindOfBadLineNamesFileAndLine) {
   const fs::path dir = scratch_dir("jsonl_bad");
   const std::string good = R"({"prompt": "q", "chosen": "a", "rejected": "b"})";
@@ -42,7 +33,7 @@ TEST(Jsonl, EveryKindOfBadLineNamesFileAndLine) {
   };
   for (const auto& c : cases) {
     const fs::path file = write_file(dir / "prefs.jsonl", good + "\n\n" + c.line + "\n" + good + "\n");
-    const std::string error = error_of([&] { load_preferences(file, false); });
+    const std::string error = error_of<std::runtime_error>([&] { load_preferences(file, false); });
     EXPECT_THAT(error, HasSubstr(file.string() + ":3: " + c.message)) << c.line;
     EXPECT_THAT(error, HasSubstr("(skip_bad_lines: true skips such lines)"));
     // The message quotes bad bytes escaped, so it prints and goes into stage.json as it is.
@@ -72,7 +63,7 @@ TEST(Jsonl, ALineTooLongIsReadPastNotStored) {
   const fs::path file = write_file(dir / "prompts.jsonl", good + "\n{\"prompt\": \"" +
                                                               std::string(kMaxJsonlLineBytes + 10, 'x') + "\"}\n" +
                                                               good + "\n");
-  EXPECT_EQ(error_of([&] { load_prompts(file, false); }),
+  EXPECT_EQ(error_of<std::runtime_error>([&] { load_prompts(file, false); }),
             file.string() + ":2: line longer than 64 MiB (one record per line; is this a JSONL file?) "
                             "(skip_bad_lines: true skips such lines)");
   ::testing::internal::CaptureStderr();
@@ -86,16 +77,16 @@ TEST(Jsonl, EmptyAndMissingFilesAreErrors) {
   const fs::path dir = scratch_dir("jsonl_empty");
   for (const std::string& text : {std::string(), std::string("\n \n\t\n")}) {
     const fs::path file = write_file(dir / "icl.jsonl", text);
-    EXPECT_EQ(error_of([&] { load_icl_tasks(file, false); }), file.string() + ": no usable example (the data set is empty)");
+    EXPECT_EQ(error_of<std::runtime_error>([&] { load_icl_tasks(file, false); }), file.string() + ": no usable example (the data set is empty)");
   }
   // Every line bad and skipped: nothing left is an error too, not a zero-step run.
   const fs::path junk = write_file(dir / "junk.jsonl", "junk\nmore junk\n");
   ::testing::internal::CaptureStderr();
-  EXPECT_EQ(error_of([&] { load_icl_tasks(junk, true); }), junk.string() + ": no usable example (the data set is empty)");
+  EXPECT_EQ(error_of<std::runtime_error>([&] { load_icl_tasks(junk, true); }), junk.string() + ": no usable example (the data set is empty)");
   ::testing::internal::GetCapturedStderr();
-  EXPECT_EQ(error_of([&] { load_icl_tasks(dir / "absent.jsonl", false); }),
+  EXPECT_EQ(error_of<std::runtime_error>([&] { load_icl_tasks(dir / "absent.jsonl", false); }),
             (dir / "absent.jsonl").string() + ": cannot read (does the file exist?)");
-  EXPECT_EQ(error_of([&] { load_icl_tasks(dir, false); }), dir.string() + ": is a directory, not a JSONL file");
+  EXPECT_EQ(error_of<std::runtime_error>([&] { load_icl_tasks(dir, false); }), dir.string() + ": is a directory, not a JSONL file");
 }
 
 }  // namespace
