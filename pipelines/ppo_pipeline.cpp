@@ -311,8 +311,12 @@ static double seconds_since(std::chrono::steady_clock::time_point start) {
 torch::Tensor response_logits(Transformer& model, const torch::Tensor& tokens,
                               const torch::Tensor& attention_mask, int64_t prompt_length,
                               int64_t response_length, double temperature) {
-  auto hidden = model->hidden_states(tokens, attention_mask);                     // [B, T, C]
-  auto logits = model->lm_head(hidden.narrow(1, prompt_length - 1, response_length + 1));  // [B, N+1, V]
+  auto hidden = model->hidden_states(tokens, attention_mask);  // [B, T, C]
+  // contiguous(): LibTorch 2.x's matmul multiplies a strided slice one way when the weight
+  // requires grad (the policy) and another when not (the frozen reference), which rounds
+  // differently; a contiguous slice takes one path for both, so π = π_ref bit for bit.
+  auto response = hidden.narrow(1, prompt_length - 1, response_length + 1).contiguous();  // [B, N+1, C]
+  auto logits = model->lm_head(response);                                                  // [B, N+1, V]
   return temperature == 1.0 ? logits : logits / temperature;
 }
 
