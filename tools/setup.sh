@@ -17,7 +17,7 @@ packages=(
   libboost-program-options-dev        # the CLI
   nlohmann-json3-dev                  # JSON / JSONL
   libssl-dev                          # SHA-256 of checkpoint files (libcrypto)
-  libgtest-dev                        # tests
+  libgtest-dev libgmock-dev           # tests (GoogleTest and its matchers)
   clang libclang-rt-dev               # the fuzz targets (libFuzzer, ASan, UBSan)
 )
 
