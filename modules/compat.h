@@ -8,6 +8,8 @@
 
 #include <cstdint>
 #include <mutex>
+#include <type_traits>
+#include <utility>
 
 #define NURTURE_TORCH_AT_LEAST(major, minor) \
   (TORCH_VERSION_MAJOR > (major) || (TORCH_VERSION_MAJOR == (major) && TORCH_VERSION_MINOR >= (minor)))
@@ -98,6 +100,28 @@ class AutocastGuard {
   bool was_enabled_ = false;
   at::ScalarType was_dtype_ = at::kFloat;
 };
+
+// CUDA fp32 matrix products in TensorFloat-32 (tensor cores; ~1e-3 relative error) or in IEEE
+// fp32 (LibTorch's default). The string setter exists in 1.13 and every 2.x.
+inline void set_cuda_matmul_tf32(bool on) { at::globalContext().setFloat32MatmulPrecision(on ? "high" : "highest"); }
+
+// c10d's TCPStore: from 2.4 it defaults to a libuv server, which LibTorch builds without libuv
+// (Debian's 2.6) refuse at run time ("use_libuv was requested but PyTorch was build without libuv
+// support"). use_classic_tcp_store() selects the classic server where the option exists (a
+// template on TCPStoreOptions, so this header needs no c10d header).
+template <class Options, class = void>
+struct HasUseLibUV : std::false_type {};
+template <class Options>
+struct HasUseLibUV<Options, std::void_t<decltype(std::declval<Options&>().useLibUV)>> : std::true_type {};
+
+template <class Options>
+bool use_classic_tcp_store(Options& options) {
+  if constexpr (HasUseLibUV<Options>::value) {
+    options.useLibUV = false;
+    return true;
+  }
+  return false;
+}
 
 // Version string of the LibTorch in use, for logs and summary.json.
 inline std::string torch_version() { return TORCH_VERSION; }

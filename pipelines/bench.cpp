@@ -68,7 +68,7 @@ double measured_matmul_flops(const torch::Device& device, torch::ScalarType dtyp
 }
 
 std::optional<double> datasheet_peak_flops(const std::string& name, const std::string& precision) {
-  // Dense (no sparsity) peaks in FLOP/s: bf16 tensor cores; fp32 runs as TF32 (nurture enables it).
+  // Dense (no sparsity) peaks in FLOP/s: bf16 tensor cores; fp32 runs as TF32 (set_cuda_matmul_tf32).
   struct Peak {
     const char* name;
     double bf16, tf32;
@@ -244,6 +244,7 @@ json run_bench(const BenchOptions& o) {
   const int threads = o.threads > 0 ? o.threads : default_cpu_threads();
   set_cpu_threads(threads);
   torch::manual_seed(o.seed);
+  if (o.device.is_cuda()) compat::set_cuda_matmul_tf32(true);  // as recipes run (tf32: true)
   Transformer model(shape);
   model->to(o.device);
 

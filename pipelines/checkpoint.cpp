@@ -153,7 +153,11 @@ static void load_from(const fs::path& dir, const NamedModules& modules, const Na
   }
   for (const auto& [name, optimizer] : optimizers) {
     const fs::path file = dir / (name + ".pt");
-    checked(file, [&] { torch::load(*optimizer, file.string()); });
+    // The state onto the parameters' device: rank 0 wrote cuda:0, rank 1 trains on cuda:1.
+    c10::optional<torch::Device> device;
+    for (const auto& group : optimizer->param_groups())
+      if (!group.params().empty() && !device) device = group.params().front().device();
+    checked(file, [&] { torch::load(*optimizer, file.string(), device); });
   }
   checked(dir / "rng.pt", [&] {
     torch::Tensor rng;

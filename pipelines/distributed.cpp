@@ -7,6 +7,7 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #if defined(NURTURE_WITH_NCCL)
+#include <c10/cuda/CUDAFunctions.h>
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 
@@ -15,6 +16,8 @@
 #include <mutex>
 #include <sstream>
 #include <thread>
+
+#include "modules/compat.h"
 
 extern char** environ;
 
@@ -126,7 +129,7 @@ struct Collectives {
 };
 
 template <class Group>
-Collectives collectives_of(const c10::intrusive_ptr<Group>& group) {
+Collectives collectives_of(const c10::intrusive_ptr<Group>& group, const c10d::BarrierOptions& barrier_options) {
   Collectives c;
   c.all_reduce_sum = [group](std::vector<at::Tensor>& t) {
     c10d::AllreduceOptions o;
@@ -138,7 +141,7 @@ Collectives collectives_of(const c10::intrusive_ptr<Group>& group) {
     o.rootRank = 0;
     return group->broadcast(t, o);
   };
-  c.barrier = [group] { return group->barrier(c10d::BarrierOptions()); };
+  c.barrier = [group, barrier_options] { return group->barrier(barrier_options); };
   return c;
 }
 
@@ -148,7 +151,9 @@ struct Group {
   std::string backend = "none";
   c10::intrusive_ptr<c10d::Store> store;
   Collectives collectives;
-  std::shared_ptr<void> keep_alive;  // the backend object
+  torch::Device device{torch::kCPU};  // where the backend's tensors live (NCCL: cuda:local_rank)
+  std::shared_ptr<void> keep_alive;   // the backend object
+  std::function<void()> shutdown_backend;
 };
 
 std::unique_ptr<Group>& group() {
@@ -182,9 +187,13 @@ std::string progress_report() {
 
 // Waits for `work`; a failure or timeout becomes an error naming this rank, where every rank
 // was last, and the likely cause.
+// (NCCL: wait() with a timeout would block the host until the GPU is done; without one it
+// only orders this stream after the collective, and NCCL's watchdog enforces the timeout.)
 void wait(const c10::intrusive_ptr<c10d::Work>& work, const std::string& what) {
   try {
-    if (!work->wait(group()->timeout))
+    if (group()->backend == "nccl")
+      work->wait();
+    else if (!work->wait(group()->timeout))
       throw std::runtime_error("timed out after " + std::to_string(group()->timeout.count() / 1000) + " s");
   } catch (const std::exception& e) {
     throw std::runtime_error(who() + ": " + what + " with the other ranks failed: " +
@@ -212,7 +221,14 @@ void init(const Environment& env, const torch::Device& device, std::chrono::mill
   options.waitWorkers = true;
   options.timeout = timeout;
   try {
-    g->store = c10::make_intrusive<c10d::TCPStore>(env.master_addr, options);
+    try {
+      g->store = c10::make_intrusive<c10d::TCPStore>(env.master_addr, options);
+    } catch (const std::exception& e) {
+      // A LibTorch built without libuv refuses its own default server: every rank retries with
+      // the classic one (the same choice on all ranks, as the message is the same).
+      if (std::string(e.what()).find("libuv") == std::string::npos || !compat::use_classic_tcp_store(options)) throw;
+      g->store = c10::make_intrusive<c10d::TCPStore>(env.master_addr, options);
+    }
   } catch (const std::exception& e) {
     throw std::runtime_error("rank " + std::to_string(env.rank) + " of " + std::to_string(env.world_size) +
                              ": cannot meet the other ranks at " + env.master_addr + ":" +
@@ -222,12 +238,21 @@ void init(const Environment& env, const torch::Device& device, std::chrono::mill
   }
 #if defined(NURTURE_WITH_NCCL)
   if (device.is_cuda()) {
+    // One GPU per local rank, current before NCCL creates its communicator on it.
+    g->device = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(env.local_rank));
+    c10::cuda::set_device(g->device.index());
     auto nccl_options = c10d::ProcessGroupNCCL::Options::create();
     nccl_options->timeout = timeout;
     auto nccl = c10::make_intrusive<c10d::ProcessGroupNCCL>(g->store, env.rank, env.world_size, nccl_options);
-    g->collectives = collectives_of(nccl);
+    c10d::BarrierOptions barrier_options;
+    barrier_options.device_ids = {env.local_rank};  // else NCCL guesses the GPU from the rank
+    g->collectives = collectives_of(nccl, barrier_options);
     g->keep_alive = std::shared_ptr<void>(new c10::intrusive_ptr<c10d::ProcessGroupNCCL>(nccl),
                                           [](void* p) { delete static_cast<c10::intrusive_ptr<c10d::ProcessGroupNCCL>*>(p); });
+#if NURTURE_TORCH_AT_LEAST(2, 4)
+    // Since 2.4 a ProcessGroupNCCL destroyed without shutdown() warns (and may leak its comms).
+    g->shutdown_backend = [nccl] { nccl->shutdown(); };
+#endif
     g->backend = "nccl";
   }
 #else
@@ -245,12 +270,11 @@ void init(const Environment& env, const torch::Device& device, std::chrono::mill
       gloo_options->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
     gloo_options->threads = 2;
     auto gloo = c10::make_intrusive<c10d::ProcessGroupGloo>(g->store, env.rank, env.world_size, gloo_options);
-    g->collectives = collectives_of(gloo);
+    g->collectives = collectives_of(gloo, c10d::BarrierOptions());
     g->keep_alive = std::shared_ptr<void>(new c10::intrusive_ptr<c10d::ProcessGroupGloo>(gloo),
                                           [](void* p) { delete static_cast<c10::intrusive_ptr<c10d::ProcessGroupGloo>*>(p); });
     g->backend = "gloo";
   }
-  (void)device;
   group() = std::move(g);
 }
 
@@ -274,6 +298,12 @@ void shutdown() {
     } catch (const std::exception&) {  // a rank (or rank 0's store) is gone already: nothing to wait for
     }
   }
+  if (g->shutdown_backend) {
+    try {
+      g->shutdown_backend();
+    } catch (const std::exception&) {  // leaving anyway
+    }
+  }
   g.reset();
 }
 
@@ -291,9 +321,28 @@ torch::Device local_device(const torch::Device& device) {
   return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(local_rank()));
 }
 
+// Runs `collective` on `tensors`; those not on the backend's device (a CPU count under NCCL)
+// travel through a copy there and back.
+static void on_backend_device(std::vector<torch::Tensor>& tensors,
+                              const std::function<c10::intrusive_ptr<c10d::Work>(std::vector<at::Tensor>&)>& collective,
+                              const std::string& what) {
+  const torch::Device device = group()->device;
+  bool staged = false;
+  std::vector<torch::Tensor> there;
+  for (const auto& t : tensors) {
+    staged = staged || t.device() != device;
+    there.push_back(t.device() == device ? t : t.to(device));
+  }
+  wait(collective(there), what);
+  if (!staged) return;
+  torch::NoGradGuard no_grad;
+  for (size_t i = 0; i < tensors.size(); ++i)
+    if (tensors[i].device() != device) tensors[i].copy_(there[i]);
+}
+
 void all_reduce_sum(std::vector<torch::Tensor>& tensors) {
   if (world_size() == 1 || tensors.empty()) return;
-  wait(group()->collectives.all_reduce_sum(tensors), "an all-reduce");
+  on_backend_device(tensors, group()->collectives.all_reduce_sum, "an all-reduce");
 }
 
 void all_reduce_sum(torch::Tensor& tensor) {
@@ -309,7 +358,7 @@ void broadcast_module(torch::nn::Module& module) {
   for (const auto& b : module.buffers()) tensors.push_back(b);
   for (auto& t : tensors) {
     std::vector<torch::Tensor> one = {t};
-    wait(group()->collectives.broadcast_from_0(one), "broadcasting the starting weights");
+    on_backend_device(one, group()->collectives.broadcast_from_0, "broadcasting the starting weights");
   }
 }
 

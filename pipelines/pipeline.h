@@ -21,6 +21,7 @@ struct RunSettings {
   int64_t seed = 0;
   int threads = 1;
   std::string precision = "fp32";   // "fp32" | "bf16" (autocast around every stage) | "fp64"
+  bool tf32 = true;                 // CUDA fp32 matrix products in TensorFloat-32
   std::filesystem::path output_dir;
   int64_t bucket_mb = 25;           // gradient all-reduce bucket size (distributed)
 

@@ -15,6 +15,17 @@ endforeach()
 # ---- LibTorch (Debian's 1.13, or any 2.x through CMAKE_PREFIX_PATH / Torch_DIR) ----------------
 find_package(Torch REQUIRED)
 message(STATUS "nurture: LibTorch ${Torch_VERSION} from ${Torch_DIR}")
+# Every C++ library nurture links (Debian's yaml-cpp, Boost, ...) uses the C++11 string ABI; pip's
+# LibTorch wheels before 2.7 (most of them) used the old one, and nothing would link.
+if(TORCH_CXX_FLAGS MATCHES "_GLIBCXX_USE_CXX11_ABI=0")
+  message(FATAL_ERROR "nurture: the LibTorch in ${Torch_DIR} is built with the old C++ string ABI "
+                      "(-D_GLIBCXX_USE_CXX11_ABI=0), which the system's C++ libraries cannot link with. "
+                      "Use LibTorch >= 2.7 from pip, or the cxx11-abi archive from pytorch.org.")
+endif()
+# LibTorch 2.14 and later require C++20 of the programs that include it.
+if(Torch_VERSION VERSION_GREATER_EQUAL 2.14)
+  set(CMAKE_CXX_STANDARD 20)
+endif()
 add_library(nurture_torch INTERFACE)
 target_link_libraries(nurture_torch INTERFACE ${TORCH_LIBRARIES})
 target_include_directories(nurture_torch INTERFACE ${TORCH_INCLUDE_DIRS})
@@ -27,10 +38,11 @@ endif()
 # in site-packages/nvidia/nccl/include: pass -DNCCL_INCLUDE_DIR=... if it is elsewhere). Without
 # it, more than one rank on CUDA is refused with a message (nothing falls back silently).
 if(TARGET torch_cuda OR TORCH_CUDA_LIBRARIES)
-  execute_process(COMMAND python3 -c "import nvidia.nccl, os; print(os.path.join(nvidia.nccl.__path__[0], 'include'))"
-                  OUTPUT_VARIABLE _nurture_pip_nccl OUTPUT_STRIP_TRAILING_WHITESPACE ERROR_QUIET)
-  find_path(NCCL_INCLUDE_DIR nccl.h HINTS ${NCCL_INCLUDE_DIR} ${_nurture_pip_nccl} ${_nurture_hints}
-            PATH_SUFFIXES include)
+  # The nccl.h of the NCCL the wheel was built with (its Options struct changes with it): beside
+  # the torch package in site-packages (Torch_DIR = site-packages/torch/share/cmake/Torch).
+  get_filename_component(_nurture_site_packages "${Torch_DIR}/../../../.." ABSOLUTE)
+  find_path(NCCL_INCLUDE_DIR nccl.h HINTS ${NCCL_INCLUDE_DIR} ${_nurture_site_packages}/nvidia/nccl/include
+            ${_nurture_hints} PATH_SUFFIXES include)
   if(NCCL_INCLUDE_DIR)
     message(STATUS "nurture: NCCL from ${NCCL_INCLUDE_DIR} (data parallel on CUDA)")
     target_include_directories(nurture_torch INTERFACE ${NCCL_INCLUDE_DIR})
