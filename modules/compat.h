@@ -123,6 +123,11 @@ bool use_classic_tcp_store(Options& options) {
   return false;
 }
 
+// What keeps an autograd Node (a gradient accumulator) alive: std::shared_ptr up to 2.13,
+// c10::intrusive_ptr from 2.14; whatever impl::grad_accumulator returns.
+using AutogradNodePtr =
+    decltype(torch::autograd::impl::grad_accumulator(std::declval<const torch::autograd::Variable&>()));
+
 // Version string of the LibTorch in use, for logs and summary.json.
 inline std::string torch_version() { return TORCH_VERSION; }
 

@@ -420,7 +420,7 @@ struct GradientSync::State {
   std::vector<torch::Tensor> params;
   std::vector<size_t> bucket_of;  // param index -> bucket
   std::vector<Bucket> buckets;
-  std::vector<std::shared_ptr<torch::autograd::Node>> accumulators;  // kept alive, as DDP does
+  std::vector<compat::AutogradNodePtr> accumulators;  // kept alive, as DDP does
   std::vector<uintptr_t> hook_keys;
   std::vector<char> seen;         // param index -> its gradient arrived in this backward
   size_t next_launch = 0;

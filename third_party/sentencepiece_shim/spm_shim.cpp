@@ -14,6 +14,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 struct nurture_spm {
@@ -108,6 +109,11 @@ std::string check_model_bytes(const char* data, size_t size) {
 
 // ---- training input ----------------------------------------------------------------------------
 
+// SentencePiece's status type: its own util::Status up to 0.2.0, absl::Status from 0.2.1. Both
+// have ok(), ToString(), code() and a (code, message) constructor.
+using SpmStatus = decltype(std::declval<const sentencepiece::SentenceIterator&>().status());
+using SpmStatusCode = decltype(std::declval<const SpmStatus&>().code());
+
 // Yields the non-empty lines of several text files in order, without their line endings.
 class FileLineIterator : public sentencepiece::SentenceIterator {
  public:
@@ -115,7 +121,7 @@ class FileLineIterator : public sentencepiece::SentenceIterator {
 
   bool done() const override { return done_; }
   const std::string& value() const override { return line_; }
-  sentencepiece::util::Status status() const override { return status_; }
+  SpmStatus status() const override { return status_; }
 
   void Next() override {
     while (!done_) {
@@ -127,8 +133,7 @@ class FileLineIterator : public sentencepiece::SentenceIterator {
         const std::string& path = paths_[next_file_++];
         stream_.open(path, std::ios::binary);
         if (!stream_) {
-          status_ = sentencepiece::util::Status(sentencepiece::util::StatusCode::kNotFound,
-                                                "cannot open training input '" + path + "'");
+          status_ = SpmStatus(SpmStatusCode::kNotFound, "cannot open training input '" + path + "'");
           done_ = true;
           return;
         }
@@ -149,7 +154,7 @@ class FileLineIterator : public sentencepiece::SentenceIterator {
   std::ifstream stream_;
   std::string line_;
   bool done_ = false;
-  sentencepiece::util::Status status_;
+  SpmStatus status_;
 };
 
 }  // namespace
