@@ -101,6 +101,33 @@ class AutocastGuard {
   at::ScalarType was_dtype_ = at::kFloat;
 };
 
+// AdamW's update as one fused multi-tensor kernel (aten::_fused_adamw_): CPU and CUDA from 2.4.
+// Tensors of one call share a device and dtype; `steps` are float32 scalars on that device that
+// already count this step. Where kHasFusedAdamW is false, torch::optim::AdamW's own loop runs.
+inline constexpr bool kHasFusedAdamW = NURTURE_TORCH_AT_LEAST(2, 4);
+inline void fused_adamw(at::TensorList params, at::TensorList grads, at::TensorList exp_avgs,
+                        at::TensorList exp_avg_sqs, at::TensorList steps, double lr, double beta1,
+                        double beta2, double weight_decay, double eps) {
+#if NURTURE_TORCH_AT_LEAST(2, 4)
+  at::_fused_adamw_(params, grads, exp_avgs, exp_avg_sqs, /*max_exp_avg_sqs=*/{}, steps, lr, beta1, beta2,
+                    weight_decay, eps, /*amsgrad=*/false, /*maximize=*/false);
+#else
+  (void)params, (void)grads, (void)exp_avgs, (void)exp_avg_sqs, (void)steps;
+  (void)lr, (void)beta1, (void)beta2, (void)weight_decay, (void)eps;
+  TORCH_CHECK(false, "the fused AdamW kernel needs LibTorch >= 2.4");
+#endif
+}
+
+// The key of a parameter in torch::optim::Optimizer's per-parameter state map: the TensorImpl's
+// address as a string up to 1.13, the address itself from 2.0.
+inline auto optimizer_state_key(const torch::Tensor& param) {
+#if NURTURE_TORCH_AT_LEAST(2, 0)
+  return static_cast<void*>(param.unsafeGetTensorImpl());
+#else
+  return c10::guts::to_string(param.unsafeGetTensorImpl());
+#endif
+}
+
 // CUDA fp32 matrix products in TensorFloat-32 (tensor cores; ~1e-3 relative error) or in IEEE
 // fp32 (LibTorch's default). The string setter exists in 1.13 and every 2.x.
 inline void set_cuda_matmul_tf32(bool on) { at::globalContext().setFloat32MatmulPrecision(on ? "high" : "highest"); }

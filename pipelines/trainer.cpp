@@ -7,6 +7,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "pipelines/fused_adamw.h"
 #include "pipelines/log.h"
 
 namespace nurture {
@@ -107,7 +108,7 @@ std::unique_ptr<torch::optim::AdamW> make_adamw(torch::nn::Module& model, const 
   TORCH_CHECK(!groups.empty(), "make_adamw: the model has no trainable parameters");
   torch::optim::AdamWOptions defaults(o.lr);
   defaults.betas({o.beta1, o.beta2}).eps(o.eps).weight_decay(o.weight_decay);
-  return std::make_unique<torch::optim::AdamW>(std::move(groups), defaults);
+  return std::make_unique<FusedAdamW>(std::move(groups), defaults);
 }
 
 void set_learning_rate(torch::optim::Optimizer& optimizer, double lr) {

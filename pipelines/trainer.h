@@ -69,7 +69,8 @@ struct TrainingOptions {
 double learning_rate(const TrainingOptions& options, int64_t step);
 
 // AdamW over `model`'s trainable parameters: decay on those with 2+ dimensions (matrices,
-// embeddings), none on biases and norm gains (as GPT-2/LLaMA training does).
+// embeddings), none on biases and norm gains (as GPT-2/LLaMA training does). A FusedAdamW: the
+// fused kernel where LibTorch has it.
 std::unique_ptr<torch::optim::AdamW> make_adamw(torch::nn::Module& model, const TrainingOptions& options);
 void set_learning_rate(torch::optim::Optimizer& optimizer, double lr);
 
