@@ -1,9 +1,14 @@
-// right_pad(): tokenized examples -> padded tensors.
+// right_pad(): tokenized examples -> padded tensors; to_device(): host batches onto the device.
 #include "pipelines/batch.h"
 
 #include <algorithm>
 
 namespace nurture {
+
+torch::Tensor to_device(const torch::Tensor& host, const torch::Device& device) {
+  if (!device.is_cuda() || !host.device().is_cpu()) return host.to(device);
+  return host.pin_memory().to(device, /*non_blocking=*/true);
+}
 
 PaddedBatch right_pad(const std::vector<const TokenizedExample*>& examples, int64_t pad_id,
                       const torch::Device& device) {
@@ -28,9 +33,9 @@ PaddedBatch right_pad(const std::vector<const TokenizedExample*>& examples, int6
     }
     batch.tokens += static_cast<int64_t>(e.ids.size());
   }
-  batch.ids = ids.to(device);
-  batch.attention_mask = attention.to(device);
-  batch.loss_mask = loss.to(device);
+  batch.ids = to_device(ids, device);
+  batch.attention_mask = to_device(attention, device);
+  batch.loss_mask = to_device(loss, device);
   return batch;
 }
 

@@ -17,6 +17,10 @@ struct PaddedBatch {
   int64_t tokens = 0;            // real tokens in the batch
 };
 
+// A batch built on the host, onto `device`: on CUDA through pinned memory and asynchronously
+// (the copy queues behind the step before it instead of stalling the host); else plain .to().
+torch::Tensor to_device(const torch::Tensor& host, const torch::Device& device);
+
 // Right-pads to the longest example and moves the tensors to `device`.
 PaddedBatch right_pad(const std::vector<const TokenizedExample*>& examples, int64_t pad_id,
                       const torch::Device& device);

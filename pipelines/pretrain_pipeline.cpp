@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "modules/losses.h"
+#include "pipelines/batch.h"
 #include "pipelines/builtin_pipelines.h"
 #include "pipelines/data.h"
 #include "pipelines/log.h"
@@ -154,7 +155,7 @@ class PretrainPipeline : public Pipeline {
       auto window = data_.train->read(offset, context_);
       flat.insert(flat.end(), window.begin(), window.end());
     }
-    torch::Tensor tokens = torch::tensor(flat, torch::kInt64).view({batch, context_}).to(ctx.run.device);
+    torch::Tensor tokens = to_device(torch::tensor(flat, torch::kInt64).view({batch, context_}), ctx.run.device);
     LMLoss loss = lm_loss(model_->forward(tokens), tokens);  // [B, T] -> [B, T, V]
     return {loss.sum, loss.count, batch * context_, {}};
   }
