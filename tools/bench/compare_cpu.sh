@@ -6,7 +6,8 @@
 # itself; it matters on small machines where LibTorch's and OpenBLAS's thread pools share cores).
 #
 #   tools/bench/compare_cpu.sh [rounds=3] [threads=2]
-# Needs Debian's python3-torch (the same LibTorch 1.13 as libtorch-dev) and build/nurture.
+# Needs Debian's python3-torch (the same LibTorch as libtorch-dev) and build/nurture ($NURTURE
+# names another build, e.g. build-trixie/nurture inside tools/check_debian_suite.sh's root).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 rounds=${1:-3}
@@ -16,11 +17,12 @@ steps=(--steps 12 --warmup 3)
 nurture_args=(--preset gpt2_tiny --set n_layer=4 --set n_head=4 --set n_embd=256 --set vocab_size=4096
               --set block_size=256 --batch 8 --ctx 256 "${steps[@]}" --threads "$threads" --json)
 python=${PYTHON:-/usr/bin/python3}
+nurture_bin=${NURTURE:-build/nurture}
 field() { "$python" -c "import json,sys; print(json.loads(sys.stdin.read().strip().splitlines()[-1])['$1'])"; }
 
 declare -a nurture peer peer_passive
 for ((r = 0; r < rounds; r++)); do
-  nurture+=("$(build/nurture bench "${nurture_args[@]}" | field tokens_per_s)")
+  nurture+=("$("$nurture_bin" bench "${nurture_args[@]}" | field tokens_per_s)")
   peer+=("$(env -u OMP_WAIT_POLICY "$python" tools/bench/peer_train.py "${shape[@]}" "${steps[@]}" --threads "$threads" | field tokens_per_s)")
   peer_passive+=("$(OMP_WAIT_POLICY=PASSIVE "$python" tools/bench/peer_train.py "${shape[@]}" "${steps[@]}" --threads "$threads" | field tokens_per_s)")
 done
