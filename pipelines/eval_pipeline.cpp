@@ -57,10 +57,63 @@ struct NamedModel {
   fs::path dir;
 };
 
+const std::string kStderrSuffix = "_stderr";
+
 std::string fmt(double v, int precision = 3) {
   std::ostringstream out;
   out << std::fixed << std::setprecision(precision) << v;
   return out.str();
+}
+
+// Mean and standard error of the mean (sample standard deviation / sqrt(n); 0 for one value) of
+// per-prompt figures: every average over prompts in the table carries its uncertainty.
+struct MeanWithError {
+  double mean = 0, stderr_ = 0;
+};
+
+MeanWithError mean_with_error(const std::vector<double>& values) {
+  MeanWithError m;
+  if (values.empty()) return m;
+  const double n = static_cast<double>(values.size());
+  for (double v : values) m.mean += v / n;
+  if (values.size() < 2) return m;
+  double squares = 0;
+  for (double v : values) squares += (v - m.mean) * (v - m.mean);
+  m.stderr_ = std::sqrt(squares / (n - 1) / n);
+  return m;
+}
+
+// row[key] = the mean of `values`, row[key + "_stderr"] = its standard error.
+void put_mean(json& row, const std::string& key, const std::vector<double>& values) {
+  const MeanWithError m = mean_with_error(values);
+  row[key] = m.mean;
+  row[key + kStderrSuffix] = m.stderr_;
+}
+
+// "0.356 ± 0.071" for a figure with a standard error in `row`, "4.210" for one without.
+std::string format_cell(const json& row, const std::string& key) {
+  if (!row.contains(key)) return "-";
+  std::string cell = fmt(row[key].get<double>());
+  if (row.contains(key + kStderrSuffix)) cell += " ± " + fmt(row[key + kStderrSuffix].get<double>());
+  return cell;
+}
+
+// Appends the values of a 1-d tensor (per-example figures of one batch) to `out`.
+void append_values(std::vector<double>& out, const torch::Tensor& values) {
+  auto v = values.detach().to(torch::kCPU, torch::kDouble).contiguous();
+  out.insert(out.end(), v.data_ptr<double>(), v.data_ptr<double>() + v.numel());
+}
+
+bool is_stderr_key(const std::string& key) {
+  return key.size() > kStderrSuffix.size() &&
+         key.compare(key.size() - kStderrSuffix.size(), kStderrSuffix.size(), kStderrSuffix) == 0;
+}
+
+// Right-aligns `cell` in `width` columns on the terminal (UTF-8: "±" is two bytes, one column).
+std::string right_aligned(const std::string& cell, size_t width) {
+  size_t columns = 0;
+  for (unsigned char c : cell) columns += (c & 0xC0) != 0x80;
+  return std::string(width > columns ? width - columns : 0, ' ') + cell;
 }
 
 std::string first_line(const std::string& text) {
@@ -141,22 +194,25 @@ class EvalPipeline : public Pipeline {
     const Tokenizer tokenizer = Tokenizer::load((m.dir / kTokenizerFileName).string());
     json row = json::object();
     if (!prompts_.empty()) {
-      *answers = greedy_answers(model, tokenizer);
-      int64_t correct = 0, with_reference = 0;
+      const std::vector<Reply> replies = greedy_answers(model, tokenizer);
+      std::vector<double> correct, stopped;
       const auto& exact_match = registries().rewards.get("exact_match");
       for (size_t i = 0; i < prompts_.size(); ++i) {
+        answers->push_back(replies[i].text);
+        stopped.push_back(replies[i].stopped ? 1.0 : 0.0);
         if (prompts_[i].reference.empty()) continue;
-        ++with_reference;
         const std::string prompt = prompts_[i].prompt.back().content;
-        correct += exact_match({prompt, (*answers)[i], prompts_[i].reference}) > 0.5;
+        correct.push_back(exact_match({prompt, replies[i].text, prompts_[i].reference}) > 0.5 ? 1.0 : 0.0);
       }
-      if (with_reference) row["exact_match"] = static_cast<double>(correct) / with_reference;
-      if (!reward_dir_.empty()) row["mean_reward"] = mean_reward(*answers);
-      if (!reference_dir_.empty()) row["kl_to_reference"] = kl_to_reference(model, tokenizer);
+      if (!correct.empty()) put_mean(row, "exact_match", correct);
+      put_mean(row, "stopped_fraction", stopped);
+      if (!reward_dir_.empty()) put_mean(row, "mean_reward", rewards(*answers));
+      if (!reference_dir_.empty()) put_mean(row, "kl_to_reference", kl_to_reference(model, tokenizer));
     }
     if (!text_.empty()) row["perplexity"] = perplexity(model, tokenizer);
     std::ostringstream line;
-    for (const auto& [k, v] : row.items()) line << " " << k << " " << fmt(v.get<double>());
+    for (const auto& [k, v] : row.items())
+      if (!is_stderr_key(k)) line << " " << k << " " << format_cell(row, k);
     log_line(ctx.name, m.name + ":" + line.str());
     return row;
   }
@@ -167,17 +223,25 @@ class EvalPipeline : public Pipeline {
     return out;
   }
 
-  // Decoded responses without their stop token; batches of batch_size_.
-  std::vector<std::string> generate_texts(Transformer& model, const Tokenizer& tokenizer,
+  // A decoded response without its stop token, and whether it ended its turn (the stop token came
+  // within max_new_tokens).
+  struct Reply {
+    std::string text;
+    bool stopped = false;
+  };
+
+  // Batches of batch_size_.
+  std::vector<Reply> generate_texts(Transformer& model, const Tokenizer& tokenizer,
                                           const std::vector<std::vector<int64_t>>& prompts,
                                           const SamplingOptions& options) const {
-    std::vector<std::string> out;
+    std::vector<Reply> out;
     for (size_t first = 0; first < prompts.size(); first += batch_size_) {
       std::vector<std::vector<int64_t>> batch(
           prompts.begin() + first, prompts.begin() + std::min(prompts.size(), first + batch_size_));
       Generation g = generate(model, batch, options, compat::make_generator(seed_ + first, device_));
       auto response = g.response.cpu();
       auto mask = g.response_mask.cpu();
+      auto stopped = g.stopped.cpu();
       for (int64_t b = 0; b < response.size(0); ++b) {
         std::vector<int64_t> ids;
         for (int64_t t = 0; t < response.size(1); ++t) {
@@ -186,20 +250,20 @@ class EvalPipeline : public Pipeline {
           if (std::find(options.stop_ids().begin(), options.stop_ids().end(), id) != options.stop_ids().end()) break;
           ids.push_back(id);
         }
-        out.push_back(tokenizer.decode(ids));
+        out.push_back({tokenizer.decode(ids), stopped[b].item<bool>()});
       }
     }
     return out;
   }
 
-  std::vector<std::string> greedy_answers(Transformer& model, const Tokenizer& tokenizer) const {
+  std::vector<Reply> greedy_answers(Transformer& model, const Tokenizer& tokenizer) const {
     SamplingOptions o;
     o.max_new_tokens(max_new_tokens_).temperature(0).stop_ids(template_->stop_ids(tokenizer)).pad_id(std::max<int64_t>(tokenizer.pad_id(), 0));
     return generate_texts(model, tokenizer, chat_prompts(tokenizer), o);
   }
 
-  // The reward model's mean score of (prompt, answer) conversations.
-  double mean_reward(const std::vector<std::string>& answers) const {
+  // The reward model's score of each (prompt, answer) conversation.
+  std::vector<double> rewards(const std::vector<std::string>& answers) const {
     RewardModel rm = load_reward_model(reward_dir_, device_);
     rm->eval();
     const Tokenizer tokenizer = Tokenizer::load((reward_dir_ / kTokenizerFileName).string());
@@ -213,26 +277,26 @@ class EvalPipeline : public Pipeline {
       chats.push_back({chat.ids, {}});
     }
     torch::NoGradGuard no_grad;
-    double total = 0;
+    std::vector<double> out;
     for (size_t first = 0; first < chats.size(); first += batch_size_) {
       std::vector<const TokenizedExample*> batch;
       for (size_t i = first; i < std::min(chats.size(), first + batch_size_); ++i) batch.push_back(&chats[i]);
       PaddedBatch b = right_pad(batch, std::max<int64_t>(tokenizer.pad_id(), 0), device_);
-      total += rm->forward(b.ids, b.attention_mask).sum().item<double>();
+      append_values(out, rm->forward(b.ids, b.attention_mask));
     }
-    return total / static_cast<double>(chats.size());
+    return out;
   }
 
-  // Mean over prompts of Σ_t log π(y_t) − log π_ref(y_t) on answers sampled from π (temperature
-  // 1): the KL estimate RLHF papers report.
-  double kl_to_reference(Transformer& model, const Tokenizer& tokenizer) const {
+  // Per prompt, Σ_t log π(y_t) − log π_ref(y_t) on an answer sampled from π (temperature 1): its
+  // mean over prompts is the KL estimate RLHF papers report.
+  std::vector<double> kl_to_reference(Transformer& model, const Tokenizer& tokenizer) const {
     Transformer reference = load_transformer(reference_dir_, device_);
     reference->eval();
     SamplingOptions o;
     o.max_new_tokens(max_new_tokens_).temperature(1.0).stop_ids(template_->stop_ids(tokenizer)).pad_id(std::max<int64_t>(tokenizer.pad_id(), 0));
     const auto prompts = chat_prompts(tokenizer);
     torch::NoGradGuard no_grad;
-    double total = 0;
+    std::vector<double> out;
     for (size_t first = 0; first < prompts.size(); first += batch_size_) {
       std::vector<std::vector<int64_t>> batch(
           prompts.begin() + first, prompts.begin() + std::min(prompts.size(), first + batch_size_));
@@ -241,9 +305,9 @@ class EvalPipeline : public Pipeline {
       // tokens: [B, P + N] -> log-probs of tokens[:, 1:], of which the last N are the answer
       auto lp = token_logprobs(model->forward(g.tokens, g.attention_mask), g.tokens).slice(1, p - 1);
       auto lp_ref = token_logprobs(reference->forward(g.tokens, g.attention_mask), g.tokens).slice(1, p - 1);
-      total += ((lp - lp_ref) * g.response_mask.to(lp.scalar_type())).sum().item<double>();
+      append_values(out, ((lp - lp_ref) * g.response_mask.to(lp.scalar_type())).sum(1));
     }
-    return total / static_cast<double>(prompts.size());
+    return out;
   }
 
   // exp(mean next-token loss) over the documents, each with <|endoftext|>, in windows of the
@@ -293,16 +357,18 @@ class EvalPipeline : public Pipeline {
     }
     SamplingOptions o;
     o.max_new_tokens(max_new_tokens_).temperature(0).stop_ids({tokenizer.eot_id()}).pad_id(std::max<int64_t>(tokenizer.pad_id(), 0));
-    auto accuracy = [&](const std::vector<std::vector<int64_t>>& prompts) {
+    auto correct = [&](const std::vector<std::vector<int64_t>>& prompts) {
       auto answers = generate_texts(model, tokenizer, prompts, o);
-      int64_t correct = 0;
-      for (size_t i = 0; i < icl_.size(); ++i) correct += first_line(answers[i]) == icl_[i].target;
-      return static_cast<double>(correct) / icl_.size();
+      std::vector<double> out;
+      for (size_t i = 0; i < icl_.size(); ++i) out.push_back(first_line(answers[i].text) == icl_[i].target ? 1.0 : 0.0);
+      return out;
     };
-    json row = {{"icl_0shot", accuracy(zero)}, {"icl_" + std::to_string(shots_) + "shot", accuracy(few)}};
-    log_line(ctx.name, m.name + " in context: zero-shot " + fmt(row["icl_0shot"].get<double>()) + ", " +
-                           std::to_string(shots_) + "-shot " +
-                           fmt(row["icl_" + std::to_string(shots_) + "shot"].get<double>()) + " (" +
+    const std::string few_key = "icl_" + std::to_string(shots_) + "shot";
+    json row = json::object();
+    put_mean(row, "icl_0shot", correct(zero));
+    put_mean(row, few_key, correct(few));
+    log_line(ctx.name, m.name + " in context: zero-shot " + format_cell(row, "icl_0shot") + ", " +
+                           std::to_string(shots_) + "-shot " + format_cell(row, few_key) + " (" +
                            std::to_string(icl_.size()) + " questions)");
     return row;
   }
@@ -314,10 +380,15 @@ class EvalPipeline : public Pipeline {
     std::vector<std::string> columns;
     for (const auto& [model, row] : comparison.items())
       for (const auto& [k, v] : row.items())
-        if (std::find(columns.begin(), columns.end(), k) == columns.end()) columns.push_back(k);
+        if (!is_stderr_key(k) && std::find(columns.begin(), columns.end(), k) == columns.end()) columns.push_back(k);
+    auto width = [&](const std::string& column) {
+      const bool with_error = std::any_of(comparison.begin(), comparison.end(),
+                                          [&](const json& row) { return row.contains(column + kStderrSuffix); });
+      return std::max<size_t>(with_error ? 16 : 10, column.size() + 2);
+    };
     std::ostringstream out;
     out << std::left << std::setw(12) << "model";
-    for (const auto& c : columns) out << std::right << std::setw(std::max<int>(12, c.size() + 2)) << c;
+    for (const auto& c : columns) out << right_aligned(c, width(c));
     log_line(ctx.name, "comparison");
     log_line(ctx.name, out.str());
     for (const auto& m : models) {
@@ -325,9 +396,7 @@ class EvalPipeline : public Pipeline {
       const json& row = comparison[model];
       std::ostringstream line;
       line << std::left << std::setw(12) << model;
-      for (const auto& c : columns)
-        line << std::right << std::setw(std::max<int>(12, c.size() + 2))
-             << (row.contains(c) ? fmt(row[c].get<double>()) : "-");
+      for (const auto& c : columns) line << right_aligned(format_cell(row, c), width(c));
       log_line(ctx.name, line.str());
     }
   }
