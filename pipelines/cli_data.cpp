@@ -138,6 +138,7 @@ const DemoFile kDemoFiles[] = {
     {"pretrain.txt", "pretrain_lines", "pre-training prose, one document per line"},
     {"pretrain_val.txt", "pretrain_val_lines", "held-out prose for the validation loss"},
     {"pretrain_lists.jsonl", "pretrain_lists", "pre-training lists (\"Korea: Seoul\" ...), one per document"},
+    {"pretrain_dialogues.jsonl", "pretrain_dialogues", "pre-training dialogues (\"User: ...\\nAssistant: ...\"), one per document"},
     {"sft.jsonl", "sft_examples", "chat examples for supervised fine-tuning"},
     {"sft_val.jsonl", "sft_val_examples", "held-out chat examples"},
     {"prefs.jsonl", "pref_pairs", "preference pairs (chosen, rejected) for the reward model and DPO"},
@@ -191,7 +192,7 @@ int demo(const std::vector<std::string>& args) {
   const auto counts = write_demo_data(dir, settings);
   log_line("data", "wrote the demo world into " + dir.string() + " (seed " + std::to_string(settings.seed) + ")");
   for (const auto& f : kDemoFiles) {
-    std::cout << "  " << std::left << std::setw(20) << f.file << std::right << std::setw(7)
+    std::cout << "  " << std::left << std::setw(26) << f.file << std::right << std::setw(7)
               << counts.at(f.count).get<int64_t>() << "  " << f.what << "\n";
   }
   std::cout << std::flush;

@@ -46,6 +46,27 @@ const std::vector<Country> kCountries = {
     {"USA", "Washington", "North America"}, {"England", "London", "Europe"},
     {"Belgium", "Brussels", "Europe"},      {"Denmark", "Copenhagen", "Europe"},
     {"Mongolia", "Ulaanbaatar", "Asia"},    {"Ethiopia", "Addis Ababa", "Africa"},
+    {"Netherlands", "Amsterdam", "Europe"}, {"Switzerland", "Bern", "Europe"},
+    {"Ukraine", "Kyiv", "Europe"},          {"Romania", "Bucharest", "Europe"},
+    {"Czechia", "Prague", "Europe"},        {"Croatia", "Zagreb", "Europe"},
+    {"Serbia", "Belgrade", "Europe"},       {"Bulgaria", "Sofia", "Europe"},
+    {"Iceland", "Reykjavik", "Europe"},     {"Pakistan", "Islamabad", "Asia"},
+    {"Indonesia", "Jakarta", "Asia"},       {"Philippines", "Manila", "Asia"},
+    {"Malaysia", "Kuala Lumpur", "Asia"},   {"Syria", "Damascus", "Asia"},
+    {"Lebanon", "Beirut", "Asia"},          {"Jordan", "Amman", "Asia"},
+    {"Afghanistan", "Kabul", "Asia"},       {"Bangladesh", "Dhaka", "Asia"},
+    {"Nigeria", "Abuja", "Africa"},         {"Senegal", "Dakar", "Africa"},
+    {"Uganda", "Kampala", "Africa"},        {"Tanzania", "Dodoma", "Africa"},
+    {"Algeria", "Algiers", "Africa"},       {"Tunisia", "Tunis", "Africa"},
+    {"Libya", "Tripoli", "Africa"},         {"Sudan", "Khartoum", "Africa"},
+    {"Angola", "Luanda", "Africa"},         {"Zambia", "Lusaka", "Africa"},
+    {"Colombia", "Bogota", "South America"}, {"Venezuela", "Caracas", "South America"},
+    {"Ecuador", "Quito", "South America"},  {"Uruguay", "Montevideo", "South America"},
+    {"Paraguay", "Asuncion", "South America"}, {"Jamaica", "Kingston", "North America"},
+    {"Panama", "Panama City", "North America"}, {"Guatemala", "Guatemala City", "North America"},
+    {"Honduras", "Tegucigalpa", "North America"}, {"Fiji", "Suva", "Oceania"},
+    {"Samoa", "Apia", "Oceania"},           {"New Zealand", "Wellington", "Oceania"},
+    {"Papua New Guinea", "Port Moresby", "Oceania"}, {"Tonga", "Nuku'alofa", "Oceania"},
 };
 
 // One fact of the world, e.g. kind "capital", subject "Korea", value "Seoul". Every kind says how
@@ -127,16 +148,33 @@ const Fact& other_fact(const Fact& f, const std::vector<const Fact*>& pool, cons
   return *candidates[rng() % candidates.size()];
 }
 
+// Speaker names of the pre-training dialogues (the one who asks, the one who answers).
+const std::vector<std::pair<std::string, std::string>> kSpeakers = {
+    {"User", "Assistant"}, {"Q", "A"}, {"Student", "Teacher"}, {"Human", "AI"}, {"Guest", "Host"}};
+
 // What graders rank below the full, right answer to `f`, one kind per `flaw`:
 //   0  the bare value ("Seoul.");
 //   1  the right answer with an unrelated fact after it (rambling);
-//   2+ the answer to another question (wrong).
-// The first two are style, which transfers to any question; the last needs the facts.
+//   2  the right answer as a line of a transcript that goes on to the next question
+//      ("A: The capital of Korea is Seoul.\nUser: What is 3 + 4?"), as a model that has only
+//      read dialogues writes it;
+//   3  the answer to the other question about the same subject ("Korea is in Asia." to "What is
+//      the capital of Korea?"), or to another question of the kind where there is none (sums);
+//   4+ the answer to another question of the same kind (wrong).
+// The first three are style, which transfers to any question; the last two need the facts.
 std::string worse_answer(const Fact& f, int flaw, const std::vector<const Fact*>& pool,
                          const std::vector<Fact>& facts, std::mt19937_64& rng) {
   if (flaw == 0) return terse_answer(f);
   const Fact& other = other_fact(f, pool, facts, rng);
   if (flaw == 1) return answer(f, f.value) + " " + answer(other, other.value);
+  if (flaw == 2) {
+    const auto& [asks, answers] = kSpeakers[rng() % kSpeakers.size()];
+    return answers + ": " + answer(f, f.value) + "\n" + asks + ": " + question(other);
+  }
+  if (flaw == 3)
+    for (const Fact& same_subject : facts)
+      if (same_subject.subject == f.subject && same_subject.kind != f.kind)
+        return answer(same_subject, same_subject.value);
   return answer(other, other.value);
 }
 
@@ -213,6 +251,22 @@ json write_demo_data(const fs::path& dir, const DemoDataOptions& o) {
     lists.line(json{{"text", text}}.dump());
   }
 
+  // And dialogues, one per document: a few questions and their answers in a plain transcript
+  // ("User: What is the capital of Korea?\nAssistant: The capital of Korea is Seoul.\n"), as
+  // forums, interviews and FAQ pages have them, under speaker names that vary. Reading them, the
+  // model learns that in a conversation the reply answers the question just asked; SFT then only
+  // has to teach it ChatML's markers for the same turns. Every fact, held-out ones included.
+  Writer dialogues(dir / "pretrain_dialogues.jsonl");
+  for (int64_t i = 0; i < o.prose_repeats * static_cast<int64_t>(facts.size()) / 4; ++i) {
+    const auto& [asks, answers] = kSpeakers[rng() % kSpeakers.size()];
+    std::string text;
+    for (int64_t turn = 0, turns = 2 + static_cast<int64_t>(rng() % 3); turn < turns; ++turn) {
+      const Fact& f = facts[rng() % facts.size()];
+      text += asks + ": " + question(f) + "\n" + answers + ": " + answer(f, f.value) + "\n";
+    }
+    dialogues.line(json{{"text", text}}.dump());
+  }
+
   // SFT: chat Q&A on training facts, in both record forms; half the answers are full sentences,
   // half bare values. The held-out conversations (validation) have the full sentences.
   Writer sft(dir / "sft.jsonl"), sft_val(dir / "sft_val.jsonl");
@@ -226,15 +280,16 @@ json write_demo_data(const fs::path& dir, const DemoDataOptions& o) {
   for (const Fact* f : heldout) sft_val.line(json{{"messages", chat(*f, answer(*f, f->value))}}.dump());
 
   // Preferences: the full, right answer against a worse one drawn from the same split: for each
-  // training fact one bare, one rambling and six wrong (a reward model learns to check an answer
-  // against its question only from many different wrong ones); for each held-out fact one of each.
+  // training fact one bare, one rambling, one transcript, one about the other relation and four
+  // wrong (a reward model learns to check an answer against its question only from many different
+  // wrong ones); for each held-out fact one of each.
   Writer prefs(dir / "prefs.jsonl"), prefs_val(dir / "prefs_val.jsonl");
   for (const Fact* f : train)
     for (int flaw = 0; flaw < 8; ++flaw)
       prefs.line(json{{"prompt", question(*f)}, {"chosen", answer(*f, f->value)},
                       {"rejected", worse_answer(*f, flaw, train, facts, rng)}}.dump());
   for (const Fact* f : heldout)
-    for (int flaw = 0; flaw < 3; ++flaw)
+    for (int flaw = 0; flaw < 5; ++flaw)
       prefs_val.line(json{{"prompt", question(*f)}, {"chosen", answer(*f, f->value)},
                           {"rejected", worse_answer(*f, flaw, heldout, facts, rng)}}.dump());
 
@@ -252,7 +307,7 @@ json write_demo_data(const fs::path& dir, const DemoDataOptions& o) {
     if (f.kind != "sum") icl.line(json{{"input", f.subject}, {"target", f.value}, {"task", f.kind}}.dump());
 
   return json{{"pretrain_lines", pt.count()},   {"pretrain_val_lines", pt_val.count()},
-              {"pretrain_lists", lists.count()},
+              {"pretrain_lists", lists.count()}, {"pretrain_dialogues", dialogues.count()},
               {"sft_examples", sft.count()},    {"sft_val_examples", sft_val.count()},
               {"pref_pairs", prefs.count()},    {"pref_val_pairs", prefs_val.count()},
               {"ppo_prompts", prompts.count()}, {"eval_prompts", eval.count()},

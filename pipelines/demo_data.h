@@ -1,5 +1,5 @@
 // The quickstart's self-made world: countries with their capitals and continents, and small sums,
-// rendered as every data format the lifecycle uses (prose and lists for pre-training, chat Q&A for
+// rendered as every data format the lifecycle uses (prose, lists and dialogues for pre-training, chat Q&A for
 // SFT, right-vs-wrong answer pairs for the reward model, prompts with reference answers for PPO and
 // evaluation, "X -> Y" tasks for in-context learning). Deterministic for a seed.
 //
@@ -22,7 +22,7 @@ struct DemoDataOptions {
 };
 
 // Writes into `dir`: pretrain.txt, pretrain_val.txt, pretrain_lists.jsonl (lists, one per document,
-// for in-context learning), sft.jsonl, sft_val.jsonl, prefs.jsonl,
+// for in-context learning), pretrain_dialogues.jsonl (Q&A transcripts, one per document), sft.jsonl, sft_val.jsonl, prefs.jsonl,
 // prefs_val.jsonl, prompts.jsonl (PPO training prompts), eval_prompts.jsonl (held-out),
 // icl.jsonl (in-context tasks). Returns counts of each, for the stage's metrics.
 nlohmann::json write_demo_data(const std::filesystem::path& dir, const DemoDataOptions& options);

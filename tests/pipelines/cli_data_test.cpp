@@ -82,6 +82,7 @@ TEST_F(CliDataTest, DemoWritesEveryFileAndPrintsItsLineCount) {
     printed[file] = count;
   }
   const std::vector<std::string> files = {"pretrain.txt",  "pretrain_val.txt",   "pretrain_lists.jsonl",
+                                          "pretrain_dialogues.jsonl",
                                           "sft.jsonl",     "sft_val.jsonl",      "prefs.jsonl",
                                           "prefs_val.jsonl", "prompts.jsonl",    "eval_prompts.jsonl",
                                           "icl.jsonl"};
