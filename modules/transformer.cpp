@@ -2,6 +2,7 @@
 // plumbing), the attention kernels, the KV cache and the modules themselves.
 #include "modules/transformer.h"
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <limits>
@@ -37,7 +38,34 @@ void require_one_of(const std::string& key, const std::string& value,
   throw std::invalid_argument(key + " (\"" + value + "\") must be one of: " + join(allowed));
 }
 
+// The names of one kind's values, in the order of its enum.
+template <class Kind>
+Kind parse_kind(const std::string& name, const std::string& key, const std::vector<std::string>& names) {
+  require_one_of(key, name, names);
+  return static_cast<Kind>(std::find(names.begin(), names.end(), name) - names.begin());
+}
+
+const std::vector<std::string> kNormNames = {"layernorm", "rmsnorm"};
+const std::vector<std::string> kMlpNames = {"gelu", "swiglu"};
+const std::vector<std::string> kPositionNames = {"learned", "rope"};
+
 }  // namespace
+
+const std::string& name_of(NormKind kind) { return kNormNames.at(static_cast<size_t>(kind)); }
+const std::string& name_of(MlpKind kind) { return kMlpNames.at(static_cast<size_t>(kind)); }
+const std::string& name_of(PositionKind kind) { return kPositionNames.at(static_cast<size_t>(kind)); }
+
+std::ostream& operator<<(std::ostream& out, NormKind kind) { return out << name_of(kind); }
+std::ostream& operator<<(std::ostream& out, MlpKind kind) { return out << name_of(kind); }
+std::ostream& operator<<(std::ostream& out, PositionKind kind) { return out << name_of(kind); }
+
+NormKind parse_norm(const std::string& name, const std::string& key) {
+  return parse_kind<NormKind>(name, key, kNormNames);
+}
+MlpKind parse_mlp(const std::string& name, const std::string& key) { return parse_kind<MlpKind>(name, key, kMlpNames); }
+PositionKind parse_position(const std::string& name, const std::string& key) {
+  return parse_kind<PositionKind>(name, key, kPositionNames);
+}
 
 void validate(const TransformerOptions& o) {
   auto positive = [](const char* key, int64_t v) {
@@ -48,9 +76,11 @@ void validate(const TransformerOptions& o) {
   positive("n_layer", o.n_layer());
   positive("n_head", o.n_head());
   positive("n_embd", o.n_embd());
-  require(o.n_embd() % o.n_head() == 0, "n_embd (" + std::to_string(o.n_embd()) +
-                                            ") must be divisible by n_head (" + std::to_string(o.n_head()) +
-                                            ")");
+  require(o.head_dim() >= 0,
+          "head_dim (" + std::to_string(o.head_dim()) + ") must be 0 (= n_embd / n_head) or positive");
+  require(o.head_dim() > 0 || o.n_embd() % o.n_head() == 0,
+          "n_embd (" + std::to_string(o.n_embd()) + ") must be divisible by n_head (" +
+              std::to_string(o.n_head()) + ")");
   require(o.n_kv_head() >= 0 && o.n_kv_head() <= o.n_head(),
           "n_kv_head (" + std::to_string(o.n_kv_head()) + ") must be between 0 (= n_head) and n_head (" +
               std::to_string(o.n_head()) + ")");
@@ -59,15 +89,12 @@ void validate(const TransformerOptions& o) {
                                                                      std::to_string(o.n_kv_head()) + ")");
   require(o.mlp_hidden() >= 0,
           "mlp_hidden (" + std::to_string(o.mlp_hidden()) + ") must be 0 (default) or positive");
-  require_one_of("norm", o.norm(), {"layernorm", "rmsnorm"});
-  require_one_of("mlp", o.mlp(), {"gelu", "swiglu"});
-  require_one_of("position", o.position(), {"learned", "rope"});
   require(o.norm_eps() > 0, "norm_eps (" + std::to_string(o.norm_eps()) + ") must be positive");
   require(o.rope_theta() > 0, "rope_theta (" + std::to_string(o.rope_theta()) + ") must be positive");
   require(o.dropout() >= 0 && o.dropout() < 1,
           "dropout (" + std::to_string(o.dropout()) + ") must be in [0, 1)");
-  require(o.position() != "rope" || head_dim(o) % 2 == 0,
-          "n_embd / n_head (" + std::to_string(head_dim(o)) + ") must be even for position \"rope\"");
+  require(o.position() != PositionKind::kRope || resolved_head_dim(o) % 2 == 0,
+          "the head dimension (" + std::to_string(resolved_head_dim(o)) + ") must be even for position \"rope\"");
 }
 
 int64_t resolved_n_kv_head(const TransformerOptions& o) {
@@ -76,7 +103,7 @@ int64_t resolved_n_kv_head(const TransformerOptions& o) {
 
 int64_t resolved_mlp_hidden(const TransformerOptions& o) {
   if (o.mlp_hidden() > 0) return o.mlp_hidden();
-  if (o.mlp() == "swiglu") {
+  if (o.mlp() == MlpKind::kSwiGLU) {
     // Llama: hidden = 2/3 * 4C, rounded up to a multiple of 256.
     const int64_t hidden = 2 * (4 * o.n_embd()) / 3;
     constexpr int64_t kMultipleOf = 256;
@@ -98,10 +125,10 @@ TransformerOptions gpt2_shape(int64_t n_layer, int64_t n_head, int64_t n_embd) {
 
 TransformerOptions llama_shape() {
   return TransformerOptions()
-      .norm("rmsnorm")
+      .norm(NormKind::kRMSNorm)
       .norm_eps(1e-5)
-      .mlp("swiglu")
-      .position("rope")
+      .mlp(MlpKind::kSwiGLU)
+      .position(PositionKind::kRope)
       .rope_theta(10000.0)
       .bias(false)
       .tie_embeddings(false);
@@ -160,15 +187,15 @@ std::vector<std::string> preset_names() {
 
 int64_t count_parameters(const TransformerOptions& o) {
   validate(o);
-  const int64_t C = o.n_embd(), V = o.vocab_size(), D = head_dim(o), H = o.n_head();
+  const int64_t C = o.n_embd(), V = o.vocab_size(), D = resolved_head_dim(o), H = o.n_head();
   const int64_t KVH = resolved_n_kv_head(o), F = resolved_mlp_hidden(o);
   const int64_t b = o.bias() ? 1 : 0;
-  const int64_t norm = C * ((o.norm() == "layernorm" && o.bias()) ? 2 : 1);
-  const int64_t attn = C * (H + 2 * KVH) * D + b * (H + 2 * KVH) * D + C * C + b * C;
-  const int64_t n_in = o.mlp() == "swiglu" ? 2 : 1;  // c_fc (+ c_gate)
+  const int64_t norm = C * ((o.norm() == NormKind::kLayerNorm && o.bias()) ? 2 : 1);
+  const int64_t attn = C * (H + 2 * KVH) * D + b * (H + 2 * KVH) * D + H * D * C + b * C;
+  const int64_t n_in = o.mlp() == MlpKind::kSwiGLU ? 2 : 1;  // c_fc (+ c_gate)
   const int64_t mlp = n_in * (C * F + b * F) + F * C + b * C;
   int64_t total = V * C;                                       // wte
-  if (o.position() == "learned") total += o.block_size() * C;  // wpe
+  if (o.position() == PositionKind::kLearned) total += o.block_size() * C;  // wpe
   total += o.n_layer() * (2 * norm + attn + mlp);
   total += norm;                            // ln_f
   if (!o.tie_embeddings()) total += V * C;  // lm_head
@@ -203,10 +230,11 @@ struct OptionAccess {
     {#key, "bool", help}, [](const TransformerOptions& o) { return nlohmann::json(o.key()); }, \
         [](TransformerOptions& o, const nlohmann::json& j) { o.key(j.get<bool>()); }           \
   }
-#define NURTURE_STRING_OPTION(key, help)                                                         \
-  OptionAccess {                                                                                 \
-    {#key, "string", help}, [](const TransformerOptions& o) { return nlohmann::json(o.key()); }, \
-        [](TransformerOptions& o, const nlohmann::json& j) { o.key(j.get<std::string>()); }      \
+// A kind, by its name: "rmsnorm" in JSON and recipes, NormKind::kRMSNorm in the options.
+#define NURTURE_KIND_OPTION(key, help)                                                                    \
+  OptionAccess {                                                                                          \
+    {#key, "string", help}, [](const TransformerOptions& o) { return nlohmann::json(name_of(o.key())); }, \
+        [](TransformerOptions& o, const nlohmann::json& j) { o.key(parse_##key(j.get<std::string>())); } \
   }
 
 const std::vector<OptionAccess>& option_table() {
@@ -217,13 +245,14 @@ const std::vector<OptionAccess>& option_table() {
       NURTURE_INT_OPTION(n_head, "number of query heads (n_embd must be divisible by it)"),
       NURTURE_INT_OPTION(n_kv_head, "key/value heads: 0 = n_head, fewer = grouped-query attention"),
       NURTURE_INT_OPTION(n_embd, "model width C"),
+      NURTURE_INT_OPTION(head_dim, "width of one attention head: 0 = n_embd / n_head"),
       NURTURE_INT_OPTION(
           mlp_hidden,
           "MLP hidden width: 0 = 4*n_embd (gelu) or Llama's 2/3*4*n_embd rounded up to 256 (swiglu)"),
-      NURTURE_STRING_OPTION(norm, "\"layernorm\" or \"rmsnorm\""),
+      NURTURE_KIND_OPTION(norm, "\"layernorm\" or \"rmsnorm\""),
       NURTURE_FLOAT_OPTION(norm_eps, "epsilon of the norms"),
-      NURTURE_STRING_OPTION(mlp, "\"gelu\" (tanh approximation, GPT-2) or \"swiglu\" (Llama)"),
-      NURTURE_STRING_OPTION(position, "\"learned\" (GPT-2 wpe) or \"rope\" (rotary, Llama)"),
+      NURTURE_KIND_OPTION(mlp, "\"gelu\" (tanh approximation, GPT-2) or \"swiglu\" (Llama)"),
+      NURTURE_KIND_OPTION(position, "\"learned\" (GPT-2 wpe) or \"rope\" (rotary, Llama)"),
       NURTURE_FLOAT_OPTION(rope_theta, "RoPE base frequency"),
       NURTURE_BOOL_OPTION(bias, "biases in the linear layers and LayerNorms"),
       NURTURE_BOOL_OPTION(tie_embeddings, "share the output projection with wte"),
@@ -235,7 +264,7 @@ const std::vector<OptionAccess>& option_table() {
 #undef NURTURE_INT_OPTION
 #undef NURTURE_FLOAT_OPTION
 #undef NURTURE_BOOL_OPTION
-#undef NURTURE_STRING_OPTION
+#undef NURTURE_KIND_OPTION
 
 const OptionAccess* find_option(const std::string& key) {
   for (const auto& entry : option_table()) {
@@ -262,13 +291,6 @@ bool json_has_type(const nlohmann::json& j, const std::string& type) {
   if (type == "float") return j.is_number();
   if (type == "bool") return j.is_boolean();
   return j.is_string();
-}
-
-// The enumerated string options, checked as soon as they are set.
-void check_choice(const std::string& key, const std::string& value) {
-  if (key == "norm") require_one_of(key, value, {"layernorm", "rmsnorm"});
-  if (key == "mlp") require_one_of(key, value, {"gelu", "swiglu"});
-  if (key == "position") require_one_of(key, value, {"learned", "rope"});
 }
 
 }  // namespace
@@ -308,8 +330,7 @@ void set_option(TransformerOptions& options, const std::string& key, const std::
         throw std::invalid_argument(bad);
       }
     } else {
-      check_choice(key, value);
-      parsed = value;
+      parsed = value;  // a kind: parsed by the option's setter, which names the choices
     }
   } catch (const std::invalid_argument&) {
     if (type == "string") throw;
@@ -482,7 +503,7 @@ namespace {
 
 torch::nn::AnyModule make_norm(const TransformerOptions& o) {
   auto norm_options = NormOptions(o.n_embd()).eps(o.norm_eps()).bias(o.bias());
-  if (o.norm() == "rmsnorm") return torch::nn::AnyModule(RMSNorm(norm_options));
+  if (o.norm() == NormKind::kRMSNorm) return torch::nn::AnyModule(RMSNorm(norm_options));
   return torch::nn::AnyModule(LayerNorm(norm_options));
 }
 
@@ -525,11 +546,12 @@ AttentionImpl::AttentionImpl(TransformerOptions options_, int64_t layer_index_)
 }
 
 void AttentionImpl::reset() {
-  const int64_t C = options.n_embd(), D = head_dim(options);
-  const int64_t qkv = (options.n_head() + 2 * resolved_n_kv_head(options)) * D;
+  const int64_t C = options.n_embd(), D = resolved_head_dim(options), H = options.n_head();
+  const int64_t qkv = (H + 2 * resolved_n_kv_head(options)) * D;
   c_attn =
       register_module("c_attn", torch::nn::Linear(torch::nn::LinearOptions(C, qkv).bias(options.bias())));
-  c_proj = register_module("c_proj", torch::nn::Linear(torch::nn::LinearOptions(C, C).bias(options.bias())));
+  c_proj =
+      register_module("c_proj", torch::nn::Linear(torch::nn::LinearOptions(H * D, C).bias(options.bias())));
   reset_parameters();
 }
 
@@ -542,8 +564,8 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
                                      const torch::Tensor& sin, const torch::Tensor& mask, bool is_causal,
                                      KVCache* cache) {
   // x: [B, T, C] -> [B, T, C]
-  const int64_t B = x.size(0), T = x.size(1), C = x.size(2);
-  const int64_t H = options.n_head(), KVH = resolved_n_kv_head(options), D = head_dim(options);
+  const int64_t B = x.size(0), T = x.size(1);
+  const int64_t H = options.n_head(), KVH = resolved_n_kv_head(options), D = resolved_head_dim(options);
   auto qkv = c_attn(x);                                                            // [B, T, (H + 2 KVH) D]
   auto q = qkv.narrow(2, 0, H * D).reshape({B, T, H, D}).transpose(1, 2);          // [B, H, T, D]
   auto k = qkv.narrow(2, H * D, KVH * D).reshape({B, T, KVH, D}).transpose(1, 2);  // [B, KVH, T, D]
@@ -559,7 +581,7 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
   }
   const double p = is_training() ? options.dropout() : 0.0;
   auto y = attention(q, k, v, mask, p, is_causal);  // [B, H, T, D]
-  y = y.transpose(1, 2).reshape({B, T, C});
+  y = y.transpose(1, 2).reshape({B, T, H * D});
   return torch::dropout(c_proj(y), p, is_training());
 }
 
@@ -568,7 +590,7 @@ MLPImpl::MLPImpl(TransformerOptions options_) : options(std::move(options_)) { r
 void MLPImpl::reset() {
   const int64_t C = options.n_embd(), F = resolved_mlp_hidden(options);
   c_fc = register_module("c_fc", torch::nn::Linear(torch::nn::LinearOptions(C, F).bias(options.bias())));
-  if (options.mlp() == "swiglu") {
+  if (options.mlp() == MlpKind::kSwiGLU) {
     c_gate =
         register_module("c_gate", torch::nn::Linear(torch::nn::LinearOptions(C, F).bias(options.bias())));
   }
@@ -585,7 +607,7 @@ void MLPImpl::reset_parameters() {
 torch::Tensor MLPImpl::forward(const torch::Tensor& x) {
   // x: [B, T, C] -> [B, T, F] -> [B, T, C]
   torch::Tensor hidden;
-  if (options.mlp() == "swiglu") {
+  if (options.mlp() == MlpKind::kSwiGLU) {
     hidden = torch::silu(c_gate(x)) * c_fc(x);
   } else {
     hidden = torch::gelu(c_fc(x), "tanh");
@@ -633,7 +655,7 @@ TransformerImpl::TransformerImpl(TransformerOptions options_) : options(std::mov
 void TransformerImpl::reset() {
   const int64_t C = options.n_embd();
   wte = register_module("wte", torch::nn::Embedding(options.vocab_size(), C));
-  if (options.position() == "learned") {
+  if (options.position() == PositionKind::kLearned) {
     wpe = register_module("wpe", torch::nn::Embedding(options.block_size(), C));
   }
   h = register_module("h", torch::nn::ModuleList());
@@ -711,10 +733,10 @@ torch::Tensor TransformerImpl::hidden_states(const torch::Tensor& idx, const tor
 
   // RoPE angles for these positions (float64 for a float64 model, else float32).
   torch::Tensor cos, sin;  // [B, T, D]
-  if (options.position() == "rope") {
+  if (options.position() == PositionKind::kRope) {
     const auto angle_dtype = x.scalar_type() == torch::kDouble ? torch::kDouble : torch::kFloat;
     const auto topt = torch::TensorOptions().dtype(angle_dtype).device(device);
-    const int64_t D = head_dim(options);
+    const int64_t D = resolved_head_dim(options);
     auto inv_freq = torch::pow(options.rope_theta(), -torch::arange(0, D, 2, topt) / static_cast<double>(D));
     auto angles = positions.to(angle_dtype).unsqueeze(-1) * inv_freq;  // [B, T, D/2]
     auto emb = torch::cat({angles, angles}, -1);                       // [B, T, D]
@@ -763,7 +785,7 @@ torch::Tensor TransformerImpl::forward(const torch::Tensor& idx, const torch::Te
 KVCache TransformerImpl::make_cache(int64_t batch, int64_t max_length) const {
   TORCH_CHECK(max_length <= options.block_size(), "KVCache max_length ", max_length, " exceeds block_size ",
               options.block_size());
-  return KVCache(options.n_layer(), batch, resolved_n_kv_head(options), max_length, head_dim(options),
+  return KVCache(options.n_layer(), batch, resolved_n_kv_head(options), max_length, resolved_head_dim(options),
                  wte->weight.options().requires_grad(false));
 }
 

@@ -4,7 +4,7 @@
 //
 // Letters used in shape comments: B batch, T new tokens in this call, P tokens already in the KV
 // cache, S = P + T attended positions, C channels (n_embd), V vocab, H query heads, KVH key/value
-// heads, D head dim (C / H), L layers, F MLP hidden width.
+// heads, D head dim (head_dim, by default C / H), L layers, F MLP hidden width.
 //
 // Parameter names (HF GPT-2 layout) and their HF counterparts. GPT-2's Conv1D weights are stored
 // [in, out]: transpose them. HF Llama's q/k rows are already in the rotate-half RoPE layout used here.
@@ -14,7 +14,7 @@
 //   h.<i>.ln_1.{weight,bias}   [C]               h.<i>.ln_1                layers.<i>.input_layernorm
 //   h.<i>.attn.c_attn.*        [(H+2KVH)D, C]    h.<i>.attn.c_attn (T)     cat(q_proj, k_proj, v_proj)
 //        rows [0, HD) = q, [HD, (H+KVH)D) = k, [(H+KVH)D, (H+2KVH)D) = v; bias only when `bias`
-//   h.<i>.attn.c_proj.*        [C, C]            h.<i>.attn.c_proj (T)     layers.<i>.self_attn.o_proj
+//   h.<i>.attn.c_proj.*        [C, HD]           h.<i>.attn.c_proj (T)     layers.<i>.self_attn.o_proj
 //   h.<i>.ln_2.{weight,bias}   [C]               h.<i>.ln_2                post_attention_layernorm
 //   h.<i>.mlp.c_fc.*           [F, C]            h.<i>.mlp.c_fc (T)        layers.<i>.mlp.up_proj
 //   h.<i>.mlp.c_gate.*         [F, C]            -  (swiglu only)          layers.<i>.mlp.gate_proj
@@ -28,6 +28,7 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <iosfwd>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <utility>
@@ -39,6 +40,24 @@ namespace nurture {
 // Options, validation, presets
 // ---------------------------------------------------------------------------------------------
 
+// The architectural choices, parsed from their names once, when options are read (recipes,
+// config.json); "layernorm", "rmsnorm", ... are their names there.
+enum class NormKind { kLayerNorm, kRMSNorm };
+enum class MlpKind { kGelu, kSwiGLU };          // GELU (tanh approximation, GPT-2) | SwiGLU (Llama)
+enum class PositionKind { kLearned, kRope };    // a learned table (GPT-2 wpe) | rotary (Llama)
+
+const std::string& name_of(NormKind kind);
+const std::string& name_of(MlpKind kind);
+const std::string& name_of(PositionKind kind);
+std::ostream& operator<<(std::ostream& out, NormKind kind);  // by name: "rmsnorm"
+std::ostream& operator<<(std::ostream& out, MlpKind kind);
+std::ostream& operator<<(std::ostream& out, PositionKind kind);
+// The kind named `name`; throws std::invalid_argument naming `key` and the choices:
+// norm ("batchnorm") must be one of: layernorm, rmsnorm
+NormKind parse_norm(const std::string& name, const std::string& key = "norm");
+MlpKind parse_mlp(const std::string& name, const std::string& key = "mlp");
+PositionKind parse_position(const std::string& name, const std::string& key = "position");
+
 struct TransformerOptions {
   TORCH_ARG(int64_t, vocab_size) = 50257;
   TORCH_ARG(int64_t, block_size) = 1024;  // max positions (learned) / max sequence length (rope)
@@ -46,26 +65,30 @@ struct TransformerOptions {
   TORCH_ARG(int64_t, n_head) = 12;
   TORCH_ARG(int64_t, n_kv_head) = 0;  // 0 = n_head; fewer = grouped-query attention
   TORCH_ARG(int64_t, n_embd) = 768;
+  TORCH_ARG(int64_t, head_dim) = 0;   // 0 = n_embd / n_head; else any width (Qwen3, Gemma: H * D != C)
   // 0 = default: 4*n_embd for "gelu"; for "swiglu" the Llama rule: 2/3 of 4*n_embd, rounded up
   // to a multiple of 256 (n_embd 2048 -> 5632, 288 -> 768, 64 -> 256). See resolved_mlp_hidden.
   TORCH_ARG(int64_t, mlp_hidden) = 0;
-  TORCH_ARG(std::string, norm) = "layernorm";  // "layernorm" | "rmsnorm"
+  TORCH_ARG(NormKind, norm) = NormKind::kLayerNorm;
   TORCH_ARG(double, norm_eps) = 1e-5;
-  TORCH_ARG(std::string, mlp) = "gelu";          // "gelu" (tanh approximation, as GPT-2) | "swiglu"
-  TORCH_ARG(std::string, position) = "learned";  // "learned" | "rope"
+  TORCH_ARG(MlpKind, mlp) = MlpKind::kGelu;
+  TORCH_ARG(PositionKind, position) = PositionKind::kLearned;
   TORCH_ARG(double, rope_theta) = 10000.0;
   TORCH_ARG(bool, bias) = true;            // biases in linears and LayerNorms
   TORCH_ARG(bool, tie_embeddings) = true;  // lm_head shares wte's weight
   TORCH_ARG(double, dropout) = 0.0;        // embeddings, attention probabilities, residual branches
 };
 
-// Throws std::invalid_argument naming the key: "n_embd (100) must be divisible by n_head (3)".
+// Throws std::invalid_argument naming the key: "n_embd (100) must be divisible by n_head (3)"
+// (when head_dim is 0).
 void validate(const TransformerOptions& options);
 
 // Derived sizes (after the 0 = default rules).
 int64_t resolved_n_kv_head(const TransformerOptions& options);
 int64_t resolved_mlp_hidden(const TransformerOptions& options);
-inline int64_t head_dim(const TransformerOptions& o) { return o.n_embd() / o.n_head(); }
+inline int64_t resolved_head_dim(const TransformerOptions& o) {
+  return o.head_dim() > 0 ? o.head_dim() : o.n_embd() / o.n_head();
+}
 
 // Named presets:
 //   gpt2_tiny    GPT-2 style for tests and the quickstart: V 512, ctx 128, L 2, H 4, C 64
@@ -81,8 +104,8 @@ std::vector<std::string> preset_names();
 // Parameter count computed from the options alone (equals the constructed model's).
 int64_t count_parameters(const TransformerOptions& options);
 
-// The option keys with their types ("int", "float", "bool", "string") and a one-line help, for
-// recipe validation and `--help`.
+// The option keys with their types ("int", "float", "bool", "string"; the kinds are strings
+// there) and a one-line help, for recipe validation and `--help`.
 struct OptionField {
   std::string name, type, help;
 };
@@ -191,7 +214,7 @@ class AttentionImpl : public torch::nn::Cloneable<AttentionImpl> {
   void reset() override;
   void reset_parameters();
   // x: [B, T, C], rope cos/sin: [B, T, D] or undefined, mask: bool [B, 1, T, S] or undefined
-  // -> [B, T, C]
+  // -> q/k/v [B, H|KVH, T, D] -> [B, T, H D] -> c_proj -> [B, T, C]
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
                         const torch::Tensor& mask, bool is_causal, KVCache* cache);
   TransformerOptions options;

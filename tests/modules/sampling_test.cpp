@@ -32,7 +32,7 @@ Transformer tiny_model(bool llama_style, double dropout = 0.0) {
                      .n_embd(16)
                      .tie_embeddings(false)
                      .dropout(dropout);
-  if (llama_style) options.position("rope").norm("rmsnorm").mlp("swiglu").bias(false).n_kv_head(1);
+  if (llama_style) options.position(PositionKind::kRope).norm(NormKind::kRMSNorm).mlp(MlpKind::kSwiGLU).bias(false).n_kv_head(1);
   Transformer model(options);
   model->to(torch::kDouble);
   torch::NoGradGuard no_grad;

@@ -108,6 +108,24 @@ TEST_F(TransformerTest, KvCacheDecodingMatchesFullForwardLlama) {
   EXPECT_LE(diff, 1e-6);
 }
 
+// head_dim is an option of its own (Qwen3, Gemma: H * D differs from C): the projections take
+// their shapes from it, the parameter count follows, and cached decoding still matches.
+TEST_F(TransformerTest, HeadDimIsIndependentOfTheWidth) {
+  const auto options = tiny_llama().head_dim(12);  // H 4 x D 12 = 48, C 32
+  Transformer model(options);
+  const auto& attn = *model->h->ptr<BlockImpl>(0)->attn;
+  EXPECT_EQ(attn.c_attn->weight.sizes(), torch::IntArrayRef({(4 + 2 * 2) * 12, 32}));
+  EXPECT_EQ(attn.c_proj->weight.sizes(), torch::IntArrayRef({32, 48}));
+  int64_t numel = 0;
+  for (const auto& p : model->parameters()) numel += p.numel();
+  EXPECT_EQ(count_parameters(options), numel);
+  EXPECT_LE(kv_cache_max_relative_diff(options), 1e-6);
+  EXPECT_EQ(options_from_json(to_json(options), "test").head_dim(), 12);
+  EXPECT_NO_THROW(validate(TransformerOptions().n_embd(100).n_head(3).head_dim(32)));  // C % H != 0 is fine
+  EXPECT_THAT(error_of<std::invalid_argument>([] { validate(tiny_llama().head_dim(7)); }),
+              HasSubstr("head dimension (7) must be even"));
+}
+
 TEST_F(TransformerTest, KvCacheWithoutMaskAndRowSelection) {
   torch::NoGradGuard no_grad;
   auto model = make_double(tiny_llama());
@@ -247,7 +265,7 @@ TEST_F(TransformerTest, GradientsMatchFiniteDifferences) {
   double worst = 0;
   for (auto options : {tiny_gpt2(), tiny_llama()}) {
     options.vocab_size(11).block_size(8).n_layer(1).n_embd(8).n_head(2);
-    if (options.position() == "rope") options.n_kv_head(1).mlp_hidden(12);
+    if (options.position() == PositionKind::kRope) options.n_kv_head(1).mlp_hidden(12);
     auto model = make_double(options);
     auto idx = torch::randint(0, 11, {2, 5});
     auto mask = torch::tensor({{0, 1, 1, 1, 1}, {1, 1, 1, 1, 1}}, torch::kLong);
@@ -383,9 +401,9 @@ TEST_F(TransformerTest, CountParametersMatchesConstructedModels) {
                                              preset("llama_micro")};
   configs.push_back(tiny_gpt2().tie_embeddings(false));
   configs.push_back(tiny_gpt2().bias(false));
-  configs.push_back(tiny_gpt2().position("rope").n_kv_head(1));
+  configs.push_back(tiny_gpt2().position(PositionKind::kRope).n_kv_head(1));
   configs.push_back(tiny_llama().tie_embeddings(true).bias(true));
-  configs.push_back(tiny_llama().norm("layernorm").mlp("gelu").position("learned").mlp_hidden(40));
+  configs.push_back(tiny_llama().norm(NormKind::kLayerNorm).mlp(MlpKind::kGelu).position(PositionKind::kLearned).mlp_hidden(40));
   configs.push_back(tiny_llama().n_kv_head(4).mlp_hidden(0));
   for (const auto& options : configs) {
     Transformer model(options);
@@ -465,8 +483,7 @@ TEST_F(TransformerTest, ValidationNamesTheKey) {
   EXPECT_EQ(error_of<std::invalid_argument>([] { validate(TransformerOptions().n_embd(100).n_head(3)); }),
             "n_embd (100) must be divisible by n_head (3)");
   EXPECT_THAT(error_of<std::invalid_argument>([] { validate(TransformerOptions().n_kv_head(5)); }), HasSubstr("n_kv_head (5)"));
-  EXPECT_THAT(error_of<std::invalid_argument>([] { validate(TransformerOptions().norm("batchnorm")); }),
-              HasSubstr("norm (\"batchnorm\")"));
+  EXPECT_THAT(error_of<std::invalid_argument>([] { parse_norm("batchnorm"); }), HasSubstr("norm (\"batchnorm\")"));
   EXPECT_THAT(error_of<std::invalid_argument>([] { validate(TransformerOptions().dropout(1.5)); }), HasSubstr("dropout"));
   EXPECT_THAT(error_of<std::invalid_argument>([] { Transformer(TransformerOptions().n_layer(0)); }), HasSubstr("n_layer (0)"));
   for (const auto& name : preset_names()) EXPECT_NO_THROW(validate(preset(name))) << name;
@@ -482,7 +499,7 @@ TEST_F(TransformerTest, SetOptionParsesAndRejects) {
   EXPECT_EQ(options.n_layer(), 6);
   EXPECT_DOUBLE_EQ(options.dropout(), 0.1);
   EXPECT_FALSE(options.bias());
-  EXPECT_EQ(options.position(), "rope");
+  EXPECT_EQ(options.position(), PositionKind::kRope);
   EXPECT_THAT(error_of<std::invalid_argument>([&] { set_option(options, "n_layers", "6"); }), HasSubstr("n_layers"));
   EXPECT_THAT(error_of<std::invalid_argument>([&] { set_option(options, "n_layer", "six"); }),
               HasSubstr("n_layer: expected an integer"));
