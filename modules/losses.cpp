@@ -121,8 +121,12 @@ torch::Tensor masked_var(const torch::Tensor& x, const torch::Tensor& mask, bool
 
 // x: [...], mask: same shape -> same shape
 torch::Tensor masked_whiten(const torch::Tensor& x, const torch::Tensor& mask, bool shift_mean) {
-  auto mean = masked_mean(x, mask);
-  auto var = masked_var(x, mask, /*unbiased=*/true);
+  return masked_whiten_with(x, mask, masked_mean(x, mask), masked_var(x, mask, /*unbiased=*/true), shift_mean);
+}
+
+// x, mask: same shape, mean, var: [] -> x's shape
+torch::Tensor masked_whiten_with(const torch::Tensor& x, const torch::Tensor& mask, const torch::Tensor& mean,
+                                 const torch::Tensor& var, bool shift_mean) {
   auto whitened = (x - mean) * torch::rsqrt(var + 1e-8);
   if (!shift_mean) whitened = whitened + mean;
   return torch::where(mask != 0, whitened.to(x.scalar_type()), x);

@@ -78,6 +78,11 @@ torch::Tensor masked_var(const torch::Tensor& x, const torch::Tensor& mask, bool
 torch::Tensor masked_whiten(const torch::Tensor& x, const torch::Tensor& mask,
                             bool shift_mean = true);
 
+// The same with a given mean and variance ([] each), e.g. statistics summed over data-parallel
+// ranks: (x − mean) / sqrt(var + 1e-8) where mask != 0, x elsewhere.
+torch::Tensor masked_whiten_with(const torch::Tensor& x, const torch::Tensor& mask, const torch::Tensor& mean,
+                                 const torch::Tensor& var, bool shift_mean = true);
+
 // ---- PPO -----------------------------------------------------------------------------------------
 
 struct PolicyLoss {

@@ -214,4 +214,30 @@ Generation generate(Transformer& model, const std::vector<std::vector<int64_t>>&
   return out;
 }
 
+// ---- replies ----------------------------------------------------------------------------------------
+
+std::vector<std::vector<int64_t>> reply_ids(const Generation& generation) {
+  const auto tokens = generation.response.to(torch::kCPU, torch::kLong).contiguous();
+  const auto lengths = generation.response_mask.sum(1).to(torch::kCPU, torch::kLong);
+  const auto stopped = generation.stopped.to(torch::kCPU);
+  std::vector<std::vector<int64_t>> out;
+  for (int64_t i = 0; i < tokens.size(0); ++i) {
+    const int64_t length = lengths[i].item<int64_t>() - (stopped[i].item<bool>() ? 1 : 0);
+    const int64_t* row = tokens[i].data_ptr<int64_t>();
+    out.emplace_back(row, row + std::max<int64_t>(length, 0));
+  }
+  return out;
+}
+
+std::vector<Reply> decode_replies(const Generation& generation, const Tokenizer& tokenizer) {
+  const auto stopped = generation.stopped.to(torch::kCPU);
+  std::vector<Reply> out;
+  int64_t i = 0;
+  for (const auto& ids : reply_ids(generation)) {
+    out.push_back({tokenizer.decode(ids), stopped[i].item<bool>()});
+    ++i;
+  }
+  return out;
+}
+
 }  // namespace nurture

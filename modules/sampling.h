@@ -25,6 +25,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "modules/tokenizer.h"
 #include "modules/transformer.h"
 
 namespace nurture {
@@ -59,6 +60,21 @@ struct Generation {
 Generation generate(Transformer& model, const std::vector<std::vector<int64_t>>& prompts,
                     const SamplingOptions& options,
                     c10::optional<at::Generator> generator = c10::nullopt);
+
+// ---- Replies ---------------------------------------------------------------------------------------
+
+// The generated ids of each row without its stop token: the first Σ response_mask − stopped
+// tokens of the row. What `nurture chat` shows and what rewards and evaluation read.
+std::vector<std::vector<int64_t>> reply_ids(const Generation& generation);
+
+// A decoded reply, and whether it ended its turn (its stop token came within max_new_tokens).
+struct Reply {
+  std::string text;
+  bool stopped = false;
+};
+
+// reply_ids of every row, decoded.
+std::vector<Reply> decode_replies(const Generation& generation, const Tokenizer& tokenizer);
 
 // ---- Building blocks (exposed for tests and other decoders) --------------------------------------
 

@@ -329,12 +329,6 @@ json run_bench(const BenchOptions& o) {
 
 // ---- output ------------------------------------------------------------------------------------------
 
-static std::string fixed(double v, int digits) {
-  std::ostringstream out;
-  out << std::fixed << std::setprecision(digits) << v;
-  return out.str();
-}
-
 static std::string mib(int64_t bytes) { return fixed(static_cast<double>(bytes) / (1 << 20), 0) + " MiB"; }
 
 std::string format_bench(const json& r) {

@@ -7,6 +7,7 @@
 #include "pipelines/builtin_pipelines.h"
 #include "pipelines/data.h"
 #include "pipelines/registry.h"
+#include "pipelines/rl/advantages.h"
 
 namespace nurture {
 
@@ -49,6 +50,8 @@ void register_builtins(Registries& r) {
   r.datasets.add("chat", {"{messages: [{role, content}, ...]} or {prompt, response[, system]}",
                           chat_record_to_messages});
   r.datasets.add("alpaca", {"{instruction, input, output} (Stanford Alpaca)", alpaca_record_to_messages});
+
+  r.advantages.add("gae", rl::gae_advantages);
 }
 
 }  // namespace nurture

@@ -98,12 +98,7 @@ std::vector<int64_t> sample_reply(LoadedModel& loaded, const std::vector<int64_t
   const int64_t pad = loaded.tokenizer.pad_id();
   auto settings = SamplingOptions(sampling).stop_ids(stop_ids).pad_id(
       pad >= 0 && pad < loaded.model->options.vocab_size() ? pad : 0);
-  auto out = generate(loaded.model, {prompt}, settings, generator);
-  const auto length = out.response_mask.sum().item<int64_t>();
-  const bool stopped = out.stopped[0].item<bool>();
-  auto response =
-      out.response[0].narrow(0, 0, stopped ? length - 1 : length).to(torch::kCPU).contiguous();
-  return {response.data_ptr<int64_t>(), response.data_ptr<int64_t>() + response.numel()};
+  return reply_ids(generate(loaded.model, {prompt}, settings, generator)).front();
 }
 
 }  // namespace nurture::cli

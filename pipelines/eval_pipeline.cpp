@@ -12,12 +12,12 @@
 #include "modules/losses.h"
 #include "modules/model_dir.h"
 #include "modules/sampling.h"
-#include "pipelines/batch.h"
 #include "pipelines/builtin_pipelines.h"
 #include "pipelines/data.h"
 #include "pipelines/log.h"
 #include "pipelines/model_setup.h"
 #include "pipelines/registry.h"
+#include "pipelines/rl/rewards.h"
 
 namespace nurture {
 
@@ -59,12 +59,6 @@ struct NamedModel {
 
 const std::string kStderrSuffix = "_stderr";
 
-std::string fmt(double v, int precision = 3) {
-  std::ostringstream out;
-  out << std::fixed << std::setprecision(precision) << v;
-  return out.str();
-}
-
 // Mean and standard error of the mean (sample standard deviation / sqrt(n); 0 for one value) of
 // per-prompt figures: every average over prompts in the table carries its uncertainty.
 struct MeanWithError {
@@ -93,8 +87,8 @@ void put_mean(json& row, const std::string& key, const std::vector<double>& valu
 // "0.356 ± 0.071" for a figure with a standard error in `row`, "4.210" for one without.
 std::string format_cell(const json& row, const std::string& key) {
   if (!row.contains(key)) return "-";
-  std::string cell = fmt(row[key].get<double>());
-  if (row.contains(key + kStderrSuffix)) cell += " ± " + fmt(row[key + kStderrSuffix].get<double>());
+  std::string cell = fixed(row[key].get<double>(), 3);
+  if (row.contains(key + kStderrSuffix)) cell += " ± " + fixed(row[key + kStderrSuffix].get<double>(), 3);
   return cell;
 }
 
@@ -201,12 +195,12 @@ class EvalPipeline : public Pipeline {
         answers->push_back(replies[i].text);
         stopped.push_back(replies[i].stopped ? 1.0 : 0.0);
         if (prompts_[i].reference.empty()) continue;
-        const std::string prompt = prompts_[i].prompt.back().content;
+        const std::string prompt = rl::reward_prompt(prompts_[i]);
         correct.push_back(exact_match({prompt, replies[i].text, prompts_[i].reference}) > 0.5 ? 1.0 : 0.0);
       }
       if (!correct.empty()) put_mean(row, "exact_match", correct);
       put_mean(row, "stopped_fraction", stopped);
-      if (!reward_dir_.empty()) put_mean(row, "mean_reward", rewards(*answers));
+      if (!reward_dir_.empty()) put_mean(row, "mean_reward", rewards(replies));
       if (!reference_dir_.empty()) put_mean(row, "kl_to_reference", kl_to_reference(model, tokenizer));
     }
     if (!text_.empty()) row["perplexity"] = perplexity(model, tokenizer);
@@ -223,13 +217,6 @@ class EvalPipeline : public Pipeline {
     return out;
   }
 
-  // A decoded response without its stop token, and whether it ended its turn (the stop token came
-  // within max_new_tokens).
-  struct Reply {
-    std::string text;
-    bool stopped = false;
-  };
-
   // Batches of batch_size_.
   std::vector<Reply> generate_texts(Transformer& model, const Tokenizer& tokenizer,
                                           const std::vector<std::vector<int64_t>>& prompts,
@@ -239,19 +226,7 @@ class EvalPipeline : public Pipeline {
       std::vector<std::vector<int64_t>> batch(
           prompts.begin() + first, prompts.begin() + std::min(prompts.size(), first + batch_size_));
       Generation g = generate(model, batch, options, compat::make_generator(seed_ + first, device_));
-      auto response = g.response.cpu();
-      auto mask = g.response_mask.cpu();
-      auto stopped = g.stopped.cpu();
-      for (int64_t b = 0; b < response.size(0); ++b) {
-        std::vector<int64_t> ids;
-        for (int64_t t = 0; t < response.size(1); ++t) {
-          const int64_t id = response[b][t].item<int64_t>();
-          if (!mask[b][t].item<int64_t>()) break;
-          if (std::find(options.stop_ids().begin(), options.stop_ids().end(), id) != options.stop_ids().end()) break;
-          ids.push_back(id);
-        }
-        out.push_back({tokenizer.decode(ids), stopped[b].item<bool>()});
-      }
+      for (auto& reply : decode_replies(g, tokenizer)) out.push_back(std::move(reply));
     }
     return out;
   }
@@ -262,29 +237,12 @@ class EvalPipeline : public Pipeline {
     return generate_texts(model, tokenizer, chat_prompts(tokenizer), o);
   }
 
-  // The reward model's score of each (prompt, answer) conversation.
-  std::vector<double> rewards(const std::vector<std::string>& answers) const {
-    RewardModel rm = load_reward_model(reward_dir_, device_);
-    rm->eval();
-    const Tokenizer tokenizer = Tokenizer::load((reward_dir_ / kTokenizerFileName).string());
-    std::vector<TokenizedExample> chats;
-    for (size_t i = 0; i < prompts_.size(); ++i) {
-      std::vector<Message> messages = prompts_[i].prompt;
-      messages.push_back({"assistant", answers[i]});
-      RenderedChat chat = template_->render(tokenizer, messages, false);
-      const auto limit = static_cast<size_t>(rm->options.block_size());
-      if (chat.ids.size() > limit) chat.ids.erase(chat.ids.begin(), chat.ids.end() - limit);  // keep the answer
-      chats.push_back({chat.ids, {}});
-    }
-    torch::NoGradGuard no_grad;
-    std::vector<double> out;
-    for (size_t first = 0; first < chats.size(); first += batch_size_) {
-      std::vector<const TokenizedExample*> batch;
-      for (size_t i = first; i < std::min(chats.size(), first + batch_size_); ++i) batch.push_back(&chats[i]);
-      PaddedBatch b = right_pad(batch, std::max<int64_t>(tokenizer.pad_id(), 0), device_);
-      append_values(out, rm->forward(b.ids, b.attention_mask));
-    }
-    return out;
+  // The reward model's score of each (prompt, answer) conversation (the scoring PPO uses).
+  std::vector<double> rewards(const std::vector<Reply>& answers) const {
+    std::vector<const PromptExample*> examples;
+    for (const auto& p : prompts_) examples.push_back(&p);
+    return rl::load_reward_scorer(reward_dir_, template_, batch_size_, device_, c10::nullopt, rl::Padding::right)
+        ->score(examples, answers);
   }
 
   // Per prompt, Σ_t log π(y_t) − log π_ref(y_t) on an answer sampled from π (temperature 1): its

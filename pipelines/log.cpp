@@ -78,6 +78,22 @@ std::string human_duration(double seconds) {
   return out.str();
 }
 
+std::string fixed(double v, int digits) {
+  std::ostringstream out;
+  out.setf(std::ios::fixed);
+  out.precision(digits);
+  out << v;
+  return out.str();
+}
+
+std::string scientific(double v, int digits) {
+  std::ostringstream out;
+  out.setf(std::ios::scientific);
+  out.precision(digits);
+  out << v;
+  return out.str();
+}
+
 // ---- Progress --------------------------------------------------------------------------------------
 
 Progress::Progress(std::string component, int64_t total, double plain_every_s)

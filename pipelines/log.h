@@ -25,6 +25,10 @@ void warn_line(const std::string& component, const std::string& message);
 std::string human_count(double v);
 // 190 s -> "3m10s".
 std::string human_duration(double seconds);
+// (3.14159, 2) -> "3.14": figures in log lines and progress fields.
+std::string fixed(double v, int digits);
+// (0.00012, 1) -> "1.2e-04": learning rates in log lines.
+std::string scientific(double v, int digits);
 // `text` with every byte that is not part of valid UTF-8 written as \xNN, so that a message
 // quoting a user's bad bytes can be printed and stored in JSON.
 std::string escape_invalid_utf8(const std::string& text);

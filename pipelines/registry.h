@@ -13,6 +13,7 @@
 #include "modules/transformer.h"
 #include "pipelines/data.h"
 #include "pipelines/pipeline.h"
+#include "pipelines/rl/advantages.h"
 
 namespace nurture {
 
@@ -63,6 +64,7 @@ struct Registries {
   Registry<RewardFunction> rewards{"reward function"};
   Registry<ChatTemplateFactory> chat_templates{"chat template"};
   Registry<DatasetEntry> datasets{"dataset format"};
+  Registry<rl::AdvantageEstimator> advantages{"advantage estimator"};
 };
 
 // The process-wide registries, with the built-ins registered on first use.

@@ -201,22 +201,6 @@ static torch::Tensor clip_gradients(const std::vector<torch::Tensor>& params, do
   return total;
 }
 
-static std::string fixed(double v, int digits) {
-  std::ostringstream out;
-  out.setf(std::ios::fixed);
-  out.precision(digits);
-  out << v;
-  return out.str();
-}
-
-static std::string scientific(double v) {
-  std::ostringstream out;
-  out.setf(std::ios::scientific);
-  out.precision(2);
-  out << v;
-  return out.str();
-}
-
 StepResult Trainer::step(const MicroStep& micro_step) {
   StepResult r;
   r.lr = learning_rate(options_, state_.step);
@@ -344,7 +328,7 @@ json Trainer::fit(const MicroStep& micro_step, const Evaluate& evaluate) {
       record["tokens"] = state_.tokens;
       metrics.write(record);
       progress.update(state_.step, {{"loss", fixed(last_train["loss"].get<double>(), 4)},
-                                    {"lr", scientific(r.lr)},
+                                    {"lr", scientific(r.lr, 2)},
                                     {"tok/s", human_count(last_train["tokens_per_s"].get<double>())}});
       loss_acc = units_acc = torch::Tensor();
       sums_acc.clear();

@@ -1,0 +1,111 @@
+// Reward sources behind one interface: the reward model's score of the rendered conversation, the
+// registered reward functions' sum, the missing-EOS penalty, and a weighted sum of any of them.
+// PPO's score and the eval stage's mean_reward are both computed here.
+#pragma once
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "modules/chat_template.h"
+#include "modules/heads.h"
+#include "modules/sampling.h"
+#include "modules/tokenizer.h"
+#include "pipelines/registry.h"
+
+namespace nurture::rl {
+
+// The prompt text reward functions see (RewardInput::prompt): the last user message, else the
+// last message.
+std::string reward_prompt(const PromptExample& example);
+
+class RewardSource {
+ public:
+  virtual ~RewardSource() = default;
+  // One score per reply; replies[i] answers examples[i].
+  virtual std::vector<double> score(const std::vector<const PromptExample*>& examples,
+                                    const std::vector<Reply>& replies) = 0;
+};
+
+// How the conversations of one forward pass are padded to the same length. The score is the same
+// up to rounding (the reward model reads the last real token either way); PPO pads on the left as
+// its rollouts are, eval on the right as it always has, so that its figures stay bit for bit.
+enum class Padding { left, right };
+
+// The reward model's score of each conversation prompt + reply, rendered with the chat template as
+// the reward_model stage renders its pairs (a too-long conversation loses its start), batch_size
+// conversations per forward pass. A reply cut off at max_new_tokens is rendered as if it had ended
+// (MissingEosPenalty accounts for that).
+class RewardModelScorer : public RewardSource {
+ public:
+  RewardModelScorer(RewardModel model, Tokenizer tokenizer, std::shared_ptr<const ChatTemplate> chat_template,
+                    int64_t batch_size, const torch::Device& device, Padding padding = Padding::left);
+  std::vector<double> score(const std::vector<const PromptExample*>& examples,
+                            const std::vector<Reply>& replies) override;
+  const RewardModel& model() const { return model_; }
+  const Tokenizer& tokenizer() const { return tokenizer_; }
+
+ private:
+  RewardModel model_;
+  Tokenizer tokenizer_;
+  std::shared_ptr<const ChatTemplate> chat_template_;
+  // The rendered conversations of replies [first, first + batch_size) as one padded batch.
+  std::pair<torch::Tensor, torch::Tensor> padded_batch(const std::vector<const PromptExample*>& examples,
+                                                       const std::vector<Reply>& replies, size_t first) const;
+
+  int64_t batch_size_;
+  torch::Device device_;
+  Padding padding_;
+};
+
+// A reward model directory's model and tokenizer, frozen (eval mode, no gradients), in `dtype`
+// when given.
+std::unique_ptr<RewardModelScorer> load_reward_scorer(const std::filesystem::path& dir,
+                                                      std::shared_ptr<const ChatTemplate> chat_template,
+                                                      int64_t batch_size, const torch::Device& device,
+                                                      c10::optional<torch::Dtype> dtype = c10::nullopt,
+                                                      Padding padding = Padding::left);
+
+// Σ of registered reward functions of (reward_prompt, reply, reference).
+class RewardFunctions : public RewardSource {
+ public:
+  // Looks every name up in registries().rewards; an unknown one is a std::runtime_error
+  // "<where>: unknown reward function ...".
+  RewardFunctions(const std::vector<std::string>& names, const std::string& where);
+  std::vector<double> score(const std::vector<const PromptExample*>& examples,
+                            const std::vector<Reply>& replies) override;
+  bool empty() const { return functions_.empty(); }
+  std::string names() const;  // "exact_match, length"
+
+ private:
+  std::vector<std::pair<std::string, RewardFunction>> functions_;
+};
+
+// `penalty` for a reply that ended without its stop token, 0 for one that stopped.
+class MissingEosPenalty : public RewardSource {
+ public:
+  explicit MissingEosPenalty(double penalty) : penalty_(penalty) {}
+  std::vector<double> score(const std::vector<const PromptExample*>& examples,
+                            const std::vector<Reply>& replies) override;
+
+ private:
+  double penalty_;
+};
+
+// Σ_k weight_k · source_k, summed in the order the sources were added.
+class WeightedRewards : public RewardSource {
+ public:
+  void add(double weight, std::unique_ptr<RewardSource> source);
+  bool empty() const { return sources_.empty(); }
+  std::vector<double> score(const std::vector<const PromptExample*>& examples,
+                            const std::vector<Reply>& replies) override;
+
+ private:
+  std::vector<std::pair<double, std::unique_ptr<RewardSource>>> sources_;
+};
+
+}  // namespace nurture::rl
