@@ -18,7 +18,7 @@
 #include "modules/sampling.h"
 #include "pipelines/distributed.h"
 #include "pipelines/log.h"
-#include "pipelines/runner.h"
+#include "pipelines/threads.h"
 #include "pipelines/trainer.h"
 
 namespace nurture {

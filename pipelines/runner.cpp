@@ -3,9 +3,6 @@
 
 #include <torch/torch.h>
 
-#include <dlfcn.h>
-#include <sched.h>
-
 #include <atomic>
 #include <chrono>
 #include <csignal>
@@ -15,7 +12,6 @@
 #include <optional>
 #include <set>
 #include <sstream>
-#include <thread>
 
 #include "modules/compat.h"
 #include "modules/files.h"
@@ -23,7 +19,8 @@
 #include "pipelines/log.h"
 #include "pipelines/plugin.h"
 #include "pipelines/registry.h"
-#include "pipelines/trainer.h"
+#include "pipelines/stop.h"
+#include "pipelines/threads.h"
 
 namespace nurture {
 
@@ -31,24 +28,6 @@ namespace fs = std::filesystem;
 using json = nlohmann::json;
 
 // ---- the recipe's run-wide section -----------------------------------------------------------------
-
-// LibTorch's intra-op pool, and OpenBLAS's own (Debian's LibTorch calls OpenBLAS, whose workers
-// ignore torch::set_num_threads), so that `threads: 1` really keeps to one core.
-void set_cpu_threads(int threads) {
-  torch::set_num_threads(threads);
-  using SetThreads = void (*)(int);
-  if (auto openblas = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads")))
-    openblas(threads);
-}
-
-int default_cpu_threads() {
-  const int machine = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  cpu_set_t mask;
-  CPU_ZERO(&mask);
-  const int bound = sched_getaffinity(0, sizeof mask, &mask) == 0 ? CPU_COUNT(&mask) : machine;
-  if (bound > 0 && bound < machine) return bound;
-  return std::max(1, machine / dist::environment_from_process().local_world_size);
-}
 
 std::shared_ptr<const Schema> run_schema() {
   auto s = std::make_shared<Schema>();

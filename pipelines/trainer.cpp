@@ -1,7 +1,6 @@
 // The shared training loop: settings, schedule, optimizer, checkpoints and Trainer::fit.
 #include "pipelines/trainer.h"
 
-#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <fstream>
@@ -114,13 +113,6 @@ std::unique_ptr<torch::optim::AdamW> make_adamw(torch::nn::Module& model, const 
 void set_learning_rate(torch::optim::Optimizer& optimizer, double lr) {
   for (auto& group : optimizer.param_groups()) group.options().set_lr(lr);
 }
-
-// ---- preemption -------------------------------------------------------------------------------------
-
-static std::atomic<bool> stop_flag{false};  // lock-free: safe to set from a signal handler
-void request_stop() { stop_flag.store(true); }
-bool stop_requested() { return stop_flag.load(); }
-void clear_stop_request() { stop_flag.store(false); }
 
 // ---- numerical faults -------------------------------------------------------------------------------
 
