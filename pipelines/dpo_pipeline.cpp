@@ -45,7 +45,7 @@ std::shared_ptr<const Schema> dpo_schema() {
                                        "DPO); 0 = plain DPO")
       .at_least(0)
       .at_most(0.5);
-  add_init_from_field(*s, "init_from", {"sft"}, "the policy to start from, and its frozen reference");
+  add_init_from_field(*s, "init_from", "the policy to start from, and its frozen reference").usually("sft");
   TrainingDefaults d;
   d.max_steps = 300;
   d.batch_size = 8;
@@ -195,7 +195,7 @@ class DpoPipeline : public Pipeline {
 
 PipelineEntry dpo_pipeline_entry() {
   return {"direct preference optimization of an sft model against its frozen copy", dpo_schema,
-          [] { return std::make_unique<DpoPipeline>(); }, /*data_parallel=*/true};
+          [] { return std::make_unique<DpoPipeline>(); }, /*data_parallel=*/true, /*produces=*/{Kind::lm}};
 }
 
 }  // namespace nurture
