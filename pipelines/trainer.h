@@ -151,6 +151,7 @@ class Trainer {
 
  private:
   void checkpoint();
+  nlohmann::json final_metrics(const nlohmann::json& last_eval, nlohmann::json last_train) const;
   const StageContext& ctx_;
   torch::nn::Module& model_;
   TrainingOptions options_;
