@@ -18,7 +18,7 @@
 #include "modules/sampling.h"
 #include "pipelines/distributed.h"
 #include "pipelines/log.h"
-#include "pipelines/runner.h"
+#include "pipelines/threads.h"
 #include "pipelines/trainer.h"
 
 namespace nurture {
@@ -226,12 +226,18 @@ json self_time_by_op(const json& events) {
 
 // ---- the benchmark ----------------------------------------------------------------------------------
 
-json run_bench(const BenchOptions& o) {
+namespace {
+
+// Options that cannot work, before anything is built: the mode and precision, then whether the
+// sequences fit the model.
+void check_bench_modes(const BenchOptions& o) {
   if (o.mode != "train" && o.mode != "generate")
     throw std::invalid_argument("--mode: expected train or generate, got \"" + o.mode + "\"");
   if (o.precision != "fp32" && o.precision != "bf16")
     throw std::invalid_argument("--precision: expected fp32 or bf16, got \"" + o.precision + "\"");
-  const TransformerOptions shape = bench_model_options(o);
+}
+
+void check_bench_fits(const BenchOptions& o, const TransformerOptions& shape) {
   if (o.mode == "train" && o.context > shape.block_size())
     throw std::invalid_argument("--ctx " + std::to_string(o.context) + " exceeds the model's block_size " +
                                 std::to_string(shape.block_size()) + " (raise it with --set block_size=N)");
@@ -239,7 +245,53 @@ json run_bench(const BenchOptions& o) {
     throw std::invalid_argument("--prompt-len + --new-tokens (" + std::to_string(o.prompt_length + o.new_tokens) +
                                 ") exceed the model's block_size " + std::to_string(shape.block_size()) +
                                 " (raise it with --set block_size=N)");
+}
 
+// The peak the achieved rate is measured against, and where it comes from.
+struct Peak {
+  double flops = 0;  // 0: unknown
+  std::string source;
+};
+
+Peak bench_peak(const BenchOptions& o, const std::string& device_name, int ranks) {
+  Peak peak{o.peak_flops, "--peak-tflops"};
+  if (peak.flops <= 0 && o.device.is_cpu()) {
+    peak.flops = measured_matmul_flops(o.device, o.precision == "bf16" ? torch::kBFloat16 : torch::kFloat);
+    peak.source = std::string("measured 2048^3 ") + (o.precision == "bf16" ? "bf16" : "fp32") + " matrix product";
+  } else if (peak.flops <= 0) {
+    if (auto datasheet = datasheet_peak_flops(device_name, o.precision)) {
+      peak.flops = *datasheet;
+      peak.source = "datasheet (" + device_name + ", dense " + (o.precision == "bf16" ? "bf16" : "tf32") + ")";
+    } else {
+      peak.source = "unknown device '" + device_name + "' (give --peak-tflops)";
+    }
+  }
+  // Every rank of a data-parallel run has the peak of its own threads or device.
+  if (peak.flops > 0 && ranks > 1) {
+    peak.flops *= ranks;
+    peak.source += " x " + std::to_string(ranks) + " ranks";
+  }
+  return peak;
+}
+
+// The 25 ops with the most self time in the profiler's trace (written when its guard went out of
+// scope, at the end of the timed loop).
+json profile_summary(const BenchOptions& o) {
+  std::ifstream in(o.profile);
+  const json trace = json::parse(in, nullptr, /*allow_exceptions=*/false);
+  if (trace.is_discarded()) throw std::runtime_error(o.profile + ": the profiler's trace is not valid JSON");
+  json ops = self_time_by_op(trace.is_object() ? trace.value("traceEvents", json::array()) : trace);
+  for (auto& op : ops) op["self_s_per_step"] = op["self_s"].get<double>() / static_cast<double>(o.steps);
+  if (ops.size() > 25) ops.erase(ops.begin() + 25, ops.end());
+  return {{"trace", o.profile}, {"ops", ops}};
+}
+
+}  // namespace
+
+json run_bench(const BenchOptions& o) {
+  check_bench_modes(o);
+  const TransformerOptions shape = bench_model_options(o);
+  check_bench_fits(o, shape);
   // 0 threads: the cores, shared among the processes of this node (nurture launch).
   const int threads = o.threads > 0 ? o.threads : default_cpu_threads();
   set_cpu_threads(threads);
@@ -260,27 +312,8 @@ json run_bench(const BenchOptions& o) {
   const double flops_per_token =
       o.mode == "train" ? train_flops_per_token(shape, o.context)
                         : generate_flops_per_token(shape, static_cast<double>(o.prompt_length) + 0.5 * o.new_tokens);
-
-  // The peak the achieved rate is measured against.
-  double peak = o.peak_flops;
-  std::string peak_source = "--peak-tflops";
-  std::string device_name = o.device.is_cuda() ? gpu_name(o.device) : "cpu";
-  if (peak <= 0 && o.device.is_cpu()) {
-    peak = measured_matmul_flops(o.device, o.precision == "bf16" ? torch::kBFloat16 : torch::kFloat);
-    peak_source = std::string("measured 2048^3 ") + (o.precision == "bf16" ? "bf16" : "fp32") + " matrix product";
-  } else if (peak <= 0) {
-    if (auto datasheet = datasheet_peak_flops(device_name, o.precision)) {
-      peak = *datasheet;
-      peak_source = "datasheet (" + device_name + ", dense " + (o.precision == "bf16" ? "bf16" : "tf32") + ")";
-    } else {
-      peak_source = "unknown device '" + device_name + "' (give --peak-tflops)";
-    }
-  }
-  // Every rank of a data-parallel run has the peak of its own threads or device.
-  if (peak > 0 && ranks > 1) {
-    peak *= ranks;
-    peak_source += " x " + std::to_string(ranks) + " ranks";
-  }
+  const std::string device_name = o.device.is_cuda() ? gpu_name(o.device) : "cpu";
+  const Peak peak = bench_peak(o, device_name, ranks);
   const double achieved = tokens_per_step / step * flops_per_token;
 
   json result = {{"mode", o.mode},
@@ -304,21 +337,12 @@ json run_bench(const BenchOptions& o) {
                  {"tokens_per_s", tokens_per_step / step},
                  {"flops_per_token", flops_per_token},
                  {"achieved_flops", achieved},
-                 {"peak_flops", peak > 0 ? json(peak) : json(nullptr)},
-                 {"peak_flops_source", peak_source},
-                 {"mfu", peak > 0 ? json(achieved / peak) : json(nullptr)},
+                 {"peak_flops", peak.flops > 0 ? json(peak.flops) : json(nullptr)},
+                 {"peak_flops_source", peak.source},
+                 {"mfu", peak.flops > 0 ? json(achieved / peak.flops) : json(nullptr)},
                  {"peak_rss_bytes", peak_rss},
                  {"rss_after_warmup_bytes", memory_after_warmup}};
-  if (!o.profile.empty()) {
-    // The profiler wrote its trace when its guard went out of scope, at the end of the loop.
-    std::ifstream in(o.profile);
-    const json trace = json::parse(in, nullptr, /*allow_exceptions=*/false);
-    if (trace.is_discarded()) throw std::runtime_error(o.profile + ": the profiler's trace is not valid JSON");
-    json ops = self_time_by_op(trace.is_object() ? trace.value("traceEvents", json::array()) : trace);
-    for (auto& op : ops) op["self_s_per_step"] = op["self_s"].get<double>() / static_cast<double>(o.steps);
-    if (ops.size() > 25) ops.erase(ops.begin() + 25, ops.end());
-    result["profile"] = {{"trace", o.profile}, {"ops", ops}};
-  }
+  if (!o.profile.empty()) result["profile"] = profile_summary(o);
   if (o.mode == "train") result["context"] = o.context;
   if (o.mode == "generate") {
     result["prompt_length"] = o.prompt_length;

@@ -22,9 +22,7 @@ constexpr const char* kBenchSummary =
     "token 6N + 6LCT as llm.c counts them, against the measured matrix-product rate on CPU or the\n"
     "datasheet's on GPUs) and peak memory.";
 
-}  // namespace
-
-int bench_command(const std::vector<std::string>& args) {
+po::options_description bench_flags() {
   const BenchOptions d;
   po::options_description options("options");
   options.add_options()
@@ -48,12 +46,11 @@ int bench_command(const std::vector<std::string>& args) {
                                               "chrome trace to this file and print the ops by self time")
       ("json", "print the result as one JSON object")
       ("help,h", "this help");
-  auto vm = parse_args("bench", args, options);
-  if (vm.count("help")) {
-    print_help(kBenchUsage, kBenchSummary, options);
-    return kExitOk;
-  }
+  return options;
+}
 
+// The flags as BenchOptions, checked: a value that cannot work is a UsageError naming its flag.
+BenchOptions bench_options(const po::variables_map& vm) {
   BenchOptions o;
   o.preset = vm["preset"].as<std::string>();
   o.mode = vm["mode"].as<std::string>();
@@ -94,6 +91,19 @@ int bench_command(const std::vector<std::string>& args) {
     bad_value("bench", "--preset/--set", std::string("give a valid model: ") + e.what());
   }
   o.device = parse_device("bench", vm["device"].as<std::string>());
+  return o;
+}
+
+}  // namespace
+
+int bench_command(const std::vector<std::string>& args) {
+  const po::options_description options = bench_flags();
+  auto vm = parse_args("bench", args, options);
+  if (vm.count("help")) {
+    print_help(kBenchUsage, kBenchSummary, options);
+    return kExitOk;
+  }
+  BenchOptions o = bench_options(vm);
 
   // Under nurture launch (or torchrun, Slurm): the training step of every rank, in lockstep.
   const dist::Environment env = dist::environment_from_process();

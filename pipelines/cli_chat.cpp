@@ -83,9 +83,120 @@ std::string trimmed(const std::string& s) {
   return s.substr(begin, s.find_last_not_of(" \t") - begin + 1);
 }
 
-}  // namespace
+// ---- The session ---------------------------------------------------------------------------
 
-int chat_command(const std::vector<std::string>& args) {
+// The model, the conversation with it, and how its replies are sampled; one user line at a time.
+class ChatSession {
+ public:
+  ChatSession(const po::variables_map& vm, LoadedModel loaded, SamplingOptions sampling,
+              const torch::Device& device)
+      : loaded_(std::move(loaded)),
+        tokenizer_(loaded_.tokenizer),
+        sampling_(std::move(sampling)),
+        block_size_(loaded_.model->options.block_size()),
+        conversation_(tokenizer_, system_message(vm)),
+        generator_(compat::make_generator(vm["seed"].as<uint64_t>(), device)),
+        terminal_(::isatty(STDIN_FILENO) == 1) {
+    // Unless asked otherwise, a reply takes at most a quarter of a small model's block, so that the
+    // conversation keeps its last turns instead of forgetting them all for room it rarely uses.
+    if (vm["max-new-tokens"].defaulted())
+      sampling_.max_new_tokens(std::min<int64_t>(sampling_.max_new_tokens(), std::max<int64_t>(1, block_size_ / 4)));
+    if (const auto length = static_cast<int64_t>(conversation_.prompt().size()); length >= block_size_ - 1)
+      bad_value("chat", "--system",
+                "takes " + std::to_string(length) + " tokens, which leaves no room for a message "
+                "and a reply within the model's block_size of " + std::to_string(block_size_) +
+                    " tokens; shorten it");
+    stop_ids_ = conversation_.stop_ids();
+  }
+
+  // The conversation loop: one user message per line, until /exit or the end of input.
+  void run(const std::string& dir) {
+    if (terminal_)
+      log_line("chat", dir + " (block_size " + std::to_string(block_size_) + ", replies of up to " +
+                           std::to_string(sampling_.max_new_tokens()) +
+                           " tokens); /reset forgets the conversation, /exit quits");
+    for (std::string line;;) {
+      if (terminal_) std::cout << "you> " << std::flush;
+      if (!std::getline(std::cin, line)) {
+        if (terminal_) std::cout << std::endl;
+        return;
+      }
+      ++line_number_;
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      if (!handle(line)) return;
+    }
+  }
+
+ private:
+  static std::vector<Message> system_message(const po::variables_map& vm) {
+    std::vector<Message> system;
+    if (vm.count("system")) system.push_back({"system", vm["system"].as<std::string>()});
+    return system;
+  }
+
+  std::string where() const { return "stdin:" + std::to_string(line_number_); }
+
+  // A command or a message; false at /exit.
+  bool handle(const std::string& line) {
+    const std::string command = trimmed(line);
+    if (command.empty()) return true;
+    if (command == "/exit") return false;
+    if (command == "/reset") {
+      conversation_.reset();
+      if (terminal_) log_line("chat", "conversation forgotten");
+      return true;
+    }
+    if (command[0] == '/' && command.rfind("//", 0) != 0) {
+      warn_line("chat", where() + ": unknown command '" + command.substr(0, command.find_first_of(" \t")) +
+                            "' (commands: /reset, /exit; start a message with // to send a /)");
+      return true;
+    }
+    reply_to(command.rfind("//", 0) == 0 ? line.substr(line.find('/') + 1) : line);
+    return true;
+  }
+
+  // Asks the model, printing its reply; a message that leaves no room for one is refused (on a
+  // terminal the user may shorten it; a script's input is an error).
+  void reply_to(const std::string& message) {
+    bool forgot = false;
+    const auto prompt = conversation_.ask(message, block_size_, sampling_.max_new_tokens(), &forgot);
+    if (forgot && !told_forgetting_) {
+      warn_line("chat", "the conversation and a reply of up to " +
+                            std::to_string(sampling_.max_new_tokens()) +
+                            " tokens no longer fit the model's block_size of " +
+                            std::to_string(block_size_) + " tokens: forgetting its oldest turns" +
+                            (conversation_.has_system() ? ", keeping the system message" : "") +
+                            "; this note is not repeated");
+      told_forgetting_ = true;
+    }
+    if (static_cast<int64_t>(prompt.size()) >= block_size_) {
+      conversation_.withdraw();
+      const std::string what = where() + ": this message makes a " + std::to_string(prompt.size()) +
+                               "-token prompt" + (conversation_.has_system() ? " with the system message" : "") +
+                               ", which leaves no room for a reply within the model's block_size of " +
+                               std::to_string(block_size_) + " tokens; shorten it";
+      if (!terminal_) throw UsageError("nurture chat: " + what);
+      warn_line("chat", what);
+      return;
+    }
+    const std::string reply = tokenizer_.decode(sample_reply(loaded_, prompt, sampling_, stop_ids_, generator_));
+    conversation_.answer(reply);
+    std::cout << (terminal_ ? "assistant> " : "") << reply << std::endl;
+  }
+
+  LoadedModel loaded_;
+  const Tokenizer& tokenizer_;
+  SamplingOptions sampling_;
+  const int64_t block_size_;
+  Conversation conversation_;
+  std::vector<int64_t> stop_ids_;
+  at::Generator generator_;
+  const bool terminal_;
+  bool told_forgetting_ = false;
+  int64_t line_number_ = 0;
+};
+
+po::options_description chat_options() {
   const SamplingOptions defaults = SamplingOptions().max_new_tokens(128).temperature(0.7);
   po::options_description options("options");
   options.add_options()
@@ -96,98 +207,29 @@ int chat_command(const std::vector<std::string>& args) {
       ("seed", po::value<uint64_t>()->default_value(0), "random seed (for the whole conversation)")
       ("device", po::value<std::string>()->default_value("cpu"), "cpu or cuda")
       ("help,h", "this help");
+  return options;
+}
+
+}  // namespace
+
+int chat_command(const std::vector<std::string>& args) {
+  const po::options_description options = chat_options();
   auto vm = parse_args("chat", args, options);
   if (vm.count("help")) {
     print_help(kChatUsage, kChatSummary, options);
     return kExitOk;
   }
-
-  // ---- Validate the flags, load the model ----
   if (!vm.count("model"))
     throw UsageError("nurture chat: which model? e.g. --model runs/quickstart/sft/model "
                      "(see nurture chat --help)");
   auto sampling = sampling_options("chat", vm);
   const torch::Device device = parse_device("chat", vm["device"].as<std::string>());
   const std::string dir = vm["model"].as<std::string>();
-  auto loaded = load_model_dir("chat", dir, device);
-  const Tokenizer& tokenizer = loaded.tokenizer;
-  if (!tokenizer.has_chat_tokens())
-    bad_value("chat", "--model", tokenizer.source() + " has no <|im_start|> and <|im_end|> tokens, "
+  LoadedModel loaded = load_model_dir("chat", dir, device);
+  if (!loaded.tokenizer.has_chat_tokens())
+    bad_value("chat", "--model", loaded.tokenizer.source() + " has no <|im_start|> and <|im_end|> tokens, "
                                  "which a chat needs; use nurture generate for plain text");
-  const int64_t block_size = loaded.model->options.block_size();
-  // Unless asked otherwise, a reply takes at most a quarter of a small model's block, so that the
-  // conversation keeps its last turns instead of forgetting them all for room it rarely uses.
-  if (vm["max-new-tokens"].defaulted())
-    sampling.max_new_tokens(std::min<int64_t>(sampling.max_new_tokens(), std::max<int64_t>(1, block_size / 4)));
-  std::vector<Message> system;
-  if (vm.count("system")) system.push_back({"system", vm["system"].as<std::string>()});
-  Conversation conversation(tokenizer, system);
-  if (const auto length = static_cast<int64_t>(conversation.prompt().size()); length >= block_size - 1)
-    bad_value("chat", "--system",
-              "takes " + std::to_string(length) + " tokens, which leaves no room for a message "
-              "and a reply within the model's block_size of " + std::to_string(block_size) +
-                  " tokens; shorten it");
-  const auto stop_ids = conversation.stop_ids();
-  auto generator = compat::make_generator(vm["seed"].as<uint64_t>(), device);
-
-  // ---- The conversation loop: one user message per line ----
-  const bool terminal = ::isatty(STDIN_FILENO) == 1;
-  if (terminal)
-    log_line("chat", dir + " (block_size " + std::to_string(block_size) + ", replies of up to " +
-                         std::to_string(sampling.max_new_tokens()) +
-                         " tokens); /reset forgets the conversation, /exit quits");
-  bool told_forgetting = false;
-  int64_t line_number = 0;
-  for (std::string line;;) {
-    if (terminal) std::cout << "you> " << std::flush;
-    if (!std::getline(std::cin, line)) {
-      if (terminal) std::cout << std::endl;
-      break;
-    }
-    ++line_number;
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    const std::string command = trimmed(line);
-    if (command.empty()) continue;
-    if (command == "/exit") break;
-    if (command == "/reset") {
-      conversation.reset();
-      if (terminal) log_line("chat", "conversation forgotten");
-      continue;
-    }
-    if (command[0] == '/' && command.rfind("//", 0) != 0) {
-      warn_line("chat", "stdin:" + std::to_string(line_number) + ": unknown command '" +
-                            command.substr(0, command.find_first_of(" \t")) +
-                            "' (commands: /reset, /exit; start a message with // to send a /)");
-      continue;
-    }
-    const std::string message = command.rfind("//", 0) == 0 ? line.substr(line.find('/') + 1) : line;
-
-    bool forgot = false;
-    const auto prompt = conversation.ask(message, block_size, sampling.max_new_tokens(), &forgot);
-    if (forgot && !told_forgetting) {
-      warn_line("chat", "the conversation and a reply of up to " +
-                            std::to_string(sampling.max_new_tokens()) +
-                            " tokens no longer fit the model's block_size of " +
-                            std::to_string(block_size) + " tokens: forgetting its oldest turns" +
-                            (conversation.has_system() ? ", keeping the system message" : "") +
-                            "; this note is not repeated");
-      told_forgetting = true;
-    }
-    if (static_cast<int64_t>(prompt.size()) >= block_size) {
-      conversation.withdraw();
-      const std::string what = "stdin:" + std::to_string(line_number) + ": this message makes a " +
-                               std::to_string(prompt.size()) + "-token prompt" +
-                               (conversation.has_system() ? " with the system message" : "") +
-                               ", which leaves no room for a reply within the model's block_size of " +
-                               std::to_string(block_size) + " tokens; shorten it";
-      if (!terminal) throw UsageError("nurture chat: " + what);
-      warn_line("chat", what);
-      continue;
-    }
-    const std::string reply = tokenizer.decode(sample_reply(loaded, prompt, sampling, stop_ids, generator));
-    conversation.answer(reply);
-    std::cout << (terminal ? "assistant> " : "") << reply << std::endl;
-  }
+  ChatSession(vm, std::move(loaded), std::move(sampling), device).run(dir);
   return kExitOk;
 }
 

@@ -39,8 +39,11 @@ int run_command(const std::vector<std::string>& args) {
       for (const auto& p : registries().pipelines.names()) std::cout << p << "\n";
     } else {
       const auto& entry = registries().pipelines.get(name);
-      std::cout << "pipeline " << name << ": " << entry.help << "\n\n"
-                << entry.schema()->reference("stages.<name>");
+      std::cout << "pipeline " << name << ": " << entry.help << "\n\n";
+      if (!entry.produces.empty())
+        std::cout << "Produces: " << kind_names(entry.produces)
+                  << " (any setting that asks for it accepts a stage of this pipeline).\n\n";
+      std::cout << entry.schema()->reference("stages.<name>");
     }
     return kExitOk;
   }

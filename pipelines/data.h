@@ -16,15 +16,6 @@
 
 namespace nurture {
 
-// ---- datasets: record formats ---------------------------------------------------------------------
-
-// A dataset format (registries().datasets) turns one JSONL record into a conversation; the
-// built-in ones are in jsonl.h.
-struct DatasetEntry {
-  std::string help;
-  ChatFormat to_messages;
-};
-
 // ---- SFT --------------------------------------------------------------------------------------------
 
 struct ChatDataOptions {

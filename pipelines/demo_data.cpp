@@ -349,7 +349,8 @@ std::shared_ptr<const Schema> demo_data_schema() {
 
 PipelineEntry demo_data_pipeline_entry() {
   return {"generate the quickstart's small world (capitals and sums) in every data format",
-          demo_data_schema, [] { return std::make_unique<DemoDataPipeline>(); }};
+          demo_data_schema, [] { return std::make_unique<DemoDataPipeline>(); }, /*data_parallel=*/false,
+          /*produces=*/{Kind::data}};
 }
 
 }  // namespace nurture

@@ -28,16 +28,7 @@ using json = nlohmann::json;
 
 std::shared_ptr<const Schema> dpo_schema() {
   auto s = std::make_shared<Schema>();
-  s->add_string("train", "", "JSONL preference pairs {prompt, chosen, rejected}; prompt is a string "
-                             "or a list of {role, content} messages")
-      .must_be_required();
-  s->add_string("val", "", "held-out pairs in the same format (optional)");
-  s->add_string("chat_template", "chatml", "how prompt and reply become tokens");
-  s->add_int("max_length", 256, "tokens per prompt + reply (capped at the model's block_size); a "
-                                "longer pair loses the start of its prompt, or is dropped when its "
-                                "reply alone does not fit")
-      .at_least(8);
-  s->add_bool("skip_bad_lines", false, "skip (and count) malformed lines instead of stopping");
+  add_preference_data_fields(*s);
   s->add_float("beta", 0.1, "strength of the pull towards the reference (higher = stay closer); "
                             "the implicit reward is beta * log(policy / reference)")
       .greater_than(0);
@@ -45,7 +36,7 @@ std::shared_ptr<const Schema> dpo_schema() {
                                        "DPO); 0 = plain DPO")
       .at_least(0)
       .at_most(0.5);
-  add_init_from_field(*s, "init_from", {"sft"}, "the policy to start from, and its frozen reference");
+  add_init_from_field(*s, "init_from", "the policy to start from, and its frozen reference").usually("sft");
   TrainingDefaults d;
   d.max_steps = 300;
   d.batch_size = 8;
@@ -65,7 +56,8 @@ class DpoPipeline : public Pipeline {
     const Settings& s = ctx.settings;
     tokenizer_ = std::make_unique<Tokenizer>(stage_tokenizer(ctx));
     setup_models(ctx);
-    setup_data(ctx);
+    data_ = read_preference_splits(s, ctx.name, *tokenizer_, stage_chat_template(ctx),
+                                   policy_->options.block_size());
     beta_ = s.get_float("beta");
     label_smoothing_ = s.get_float("label_smoothing");
     log_line(ctx.name, "beta " + json(beta_).dump() + ", label_smoothing " + json(label_smoothing_).dump());
@@ -73,14 +65,11 @@ class DpoPipeline : public Pipeline {
     Trainer trainer(ctx, *policy_, TrainingOptions::from(s));
     trainer.resume_if_possible();  // the policy's weights only; the reference stays the initial model
     const int64_t batch = s.get_int("batch_size");
-    ShuffledOrder order(static_cast<uint64_t>(ctx.run.seed), static_cast<int64_t>(train_.pairs.size()));
+    ShuffledOrder order(static_cast<uint64_t>(ctx.run.seed), static_cast<int64_t>(data_.train.pairs.size()));
     json metrics = trainer.fit(
         [&](TrainingState& state) { return micro_step(ctx, state, order, batch); },
         [&] { return evaluate(batch, s.get_int("eval_batches")); });
-    metrics["train_pairs"] = train_.pairs.size();
-    metrics["truncated"] = train_.truncated;
-    metrics["dropped"] = train_.dropped;
-    metrics["skipped_lines"] = train_.stats.skipped;
+    data_.add_counts(metrics);
 
     save_model_dir(ctx.dir / "model", *policy_, policy_->options, "lm", *tokenizer_);
     log_line(ctx.name, "policy written to " + (ctx.dir / "model").string());
@@ -93,29 +82,6 @@ class DpoPipeline : public Pipeline {
     policy_ = build_language_model(ctx, *tokenizer_);
     reference_ = frozen_copy(policy_);
     log_line(ctx.name, "reference: a frozen copy of the initial policy");
-  }
-
-  void setup_data(const StageContext& ctx) {
-    const Settings& s = ctx.settings;
-    template_ = stage_chat_template(ctx);
-    pad_id_ = std::max<int64_t>(tokenizer_->pad_id(), 0);
-    int64_t max_length = s.get_int("max_length");
-    if (max_length > policy_->options.block_size()) {
-      log_line(ctx.name, "max_length " + std::to_string(max_length) + " exceeds the model's block_size; using " +
-                             std::to_string(policy_->options.block_size()));
-      max_length = policy_->options.block_size();
-    }
-    const bool skip = s.get_bool("skip_bad_lines");
-    train_ = load_preference_data(s.get_string("train"), *tokenizer_, *template_, max_length, skip);
-    log_line(ctx.name, "data: " + std::to_string(train_.pairs.size()) + " pairs (" +
-                           std::to_string(train_.truncated) + " prompts cut on the left, " +
-                           std::to_string(train_.dropped) + " dropped as too long, " +
-                           std::to_string(train_.stats.skipped) + " bad lines skipped)");
-    if (!s.get_string("val").empty()) {
-      val_ = load_preference_data(s.get_string("val"), *tokenizer_, *template_, max_length, skip);
-      log_line(ctx.name, "held out: " + std::to_string(val_.pairs.size()) + " pairs (" +
-                             std::to_string(val_.dropped) + " dropped as too long)");
-    }
   }
 
   // The DPO loss of a pair batch, with the policy's own reply log-probs (chosen, rejected) [B].
@@ -153,8 +119,8 @@ class DpoPipeline : public Pipeline {
   // The next `batch` pairs of the seeded order at the data cursor; every pair is one unit.
   MicroBatch micro_step(const StageContext& ctx, TrainingState& state, ShuffledOrder& order, int64_t batch) {
     std::vector<const TokenizedPair*> pairs;
-    for (int64_t position : take_positions(state, batch)) pairs.push_back(&train_.pairs[order.at(position)]);
-    PaddedBatch b = pair_batch(pairs, pad_id_, ctx.run.device);
+    for (int64_t position : take_positions(state, batch)) pairs.push_back(&data_.train.pairs[order.at(position)]);
+    PaddedBatch b = pair_batch(pairs, data_.pad_id, ctx.run.device);
     Forward f = forward_loss(b);
     const double n = static_cast<double>(pairs.size());
     return {f.loss.loss * n, torch::full({}, n, f.loss.loss.options()), b.tokens, pair_sums(f)};
@@ -162,15 +128,14 @@ class DpoPipeline : public Pipeline {
 
   // The same quantities on the held-out pairs, in pair order.
   json evaluate(int64_t batch, int64_t eval_batches) {
-    if (val_.pairs.empty()) return json::object();
+    if (data_.val.pairs.empty()) return json::object();
     const torch::Device device = policy_->parameters().front().device();
-    auto n = static_cast<int64_t>(val_.pairs.size());
+    auto n = static_cast<int64_t>(data_.val.pairs.size());
     if (eval_batches > 0) n = std::min(n, eval_batches * batch);
     std::map<std::string, torch::Tensor> sums;
     for (int64_t first = 0; first < n; first += batch) {
-      std::vector<const TokenizedPair*> pairs;
-      for (int64_t i = first; i < std::min(n, first + batch); ++i) pairs.push_back(&val_.pairs[i]);
-      Forward f = forward_loss(pair_batch(pairs, pad_id_, device));
+      const std::vector<const TokenizedPair*> pairs = data_.val_pairs(first, std::min(n, first + batch));
+      Forward f = forward_loss(pair_batch(pairs, data_.pad_id, device));
       auto batch_sums = pair_sums(f);
       batch_sums["loss"] = f.loss.loss * static_cast<double>(pairs.size());
       for (auto& [k, v] : batch_sums) {
@@ -185,9 +150,7 @@ class DpoPipeline : public Pipeline {
 
   std::unique_ptr<Tokenizer> tokenizer_;
   Transformer policy_{nullptr}, reference_{nullptr};
-  std::shared_ptr<const ChatTemplate> template_;
-  PreferenceData train_, val_;
-  int64_t pad_id_ = 0;
+  PreferenceSplits data_;
   double beta_ = 0.1, label_smoothing_ = 0.0;
 };
 
@@ -195,7 +158,7 @@ class DpoPipeline : public Pipeline {
 
 PipelineEntry dpo_pipeline_entry() {
   return {"direct preference optimization of an sft model against its frozen copy", dpo_schema,
-          [] { return std::make_unique<DpoPipeline>(); }, /*data_parallel=*/true};
+          [] { return std::make_unique<DpoPipeline>(); }, /*data_parallel=*/true, /*produces=*/{Kind::lm}};
 }
 
 }  // namespace nurture

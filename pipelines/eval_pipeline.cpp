@@ -26,22 +26,20 @@ namespace {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
-const std::vector<std::string> kModelPipelines = {"pretrain", "sft", "ppo", "dpo"};
-
 std::shared_ptr<const Schema> eval_schema() {
   auto s = std::make_shared<Schema>();
   s->add_stage_ref("models", "the models to compare, by stage (or model directory)")
-      .or_path().as_list().from_pipelines(kModelPipelines).must_be_required();
+      .or_path().as_list().producing(Kind::lm).must_be_required();
   s->add_string("prompts", "", "held-out JSONL prompts {prompt, reference} for answers, exact match "
                                "and reward");
   s->add_stage_ref("reward_model", "score answers with this reward model (optional)")
-      .or_path().from_pipelines({"reward_model"});
+      .or_path().producing(Kind::reward);
   s->add_stage_ref("reference", "measure each model's KL to this one on sampled answers (optional)")
-      .or_path().from_pipelines(kModelPipelines);
+      .or_path().producing(Kind::lm);
   s->add_string_list("text", "held-out text files (one document per line) for perplexity");
   s->add_string("icl_tasks", "", "JSONL {input, target, task} for in-context learning (optional)");
   s->add_stage_ref("icl_models", "models to test in context (default: the first of `models`)")
-      .or_path().as_list().from_pipelines(kModelPipelines);
+      .or_path().as_list().producing(Kind::lm);
   s->add_int("shots", 3, "examples shown before each in-context question").at_least(1);
   s->add_int("max_new_tokens", 16, "answer length limit").at_least(1);
   s->add_int("batch_size", 32, "prompts per generation batch").at_least(1);

@@ -97,9 +97,8 @@ std::string describe(int status) {
   return "exited with status " + std::to_string(status);
 }
 
-}  // namespace
-
-int launch_workers(const LaunchOptions& o) {
+// Options that cannot work are the caller's error, before anything starts.
+void check_options(const LaunchOptions& o) {
   if (o.command.empty())
     throw std::invalid_argument("what should the workers run? e.g. nurture launch --nproc 2 -- run recipes/quickstart.yaml");
   if (o.nproc < 1) throw std::invalid_argument("--nproc must be at least 1");
@@ -109,82 +108,123 @@ int launch_workers(const LaunchOptions& o) {
                                 std::to_string(o.nnodes) + ")");
   if (o.nnodes > 1 && (o.master_addr.empty() || o.master_port == 0))
     throw std::invalid_argument("with several nodes every node needs the same --master ADDR:PORT (rank 0's node)");
-  const std::string master_addr = o.master_addr.empty() ? "127.0.0.1" : o.master_addr;
-  const int master_port = o.master_port != 0 ? o.master_port : free_port();
-  const int world = o.nproc * o.nnodes;
-  const std::string executable = o.executable.empty() ? self_executable() : o.executable;
+}
 
-  // Ctrl-C and SIGTERM reach the launcher only (the workers have their own process group); it
-  // passes each on once, so a worker checkpoints on the first and stops at once on the second.
-  struct sigaction action {};
-  action.sa_handler = on_launch_signal;
-  sigemptyset(&action.sa_mask);
-  struct sigaction old_int {}, old_term {};
-  sigaction(SIGINT, &action, &old_int);
-  sigaction(SIGTERM, &action, &old_term);
-  pending_signal.store(0);
+// Ctrl-C and SIGTERM reach the launcher only (the workers have their own process group); while
+// this lives they are recorded in pending_signal, to be passed on.
+class SignalCatcher {
+ public:
+  SignalCatcher() {
+    struct sigaction action {};
+    action.sa_handler = on_launch_signal;
+    sigemptyset(&action.sa_mask);
+    sigaction(SIGINT, &action, &old_int_);
+    sigaction(SIGTERM, &action, &old_term_);
+    pending_signal.store(0);
+  }
+  ~SignalCatcher() {
+    sigaction(SIGINT, &old_int_, nullptr);
+    sigaction(SIGTERM, &old_term_, nullptr);
+  }
+  SignalCatcher(const SignalCatcher&) = delete;
+  SignalCatcher& operator=(const SignalCatcher&) = delete;
 
-  std::cerr << "[launch] " << o.nproc << " worker(s) on this node: ranks " << o.node_rank * o.nproc << "-"
-            << o.node_rank * o.nproc + o.nproc - 1 << " of " << world << ", master " << master_addr << ":"
-            << master_port << std::endl;
-  std::vector<Worker> workers(static_cast<size_t>(o.nproc));
-  for (int i = 0; i < o.nproc; ++i) {
-    Worker& w = workers[static_cast<size_t>(i)];
-    w.rank = o.node_rank * o.nproc + i;
-    int out[2], err[2];
-    if (::pipe(out) != 0 || ::pipe(err) != 0) throw std::runtime_error(std::string("launch: pipe: ") + std::strerror(errno));
-    const pid_t pid = ::fork();
-    if (pid < 0) throw std::runtime_error(std::string("launch: fork: ") + std::strerror(errno));
-    if (pid == 0) {  // the worker
-      ::setpgid(0, 0);
-      ::prctl(PR_SET_PDEATHSIG, SIGTERM);  // a launcher that dies takes its workers along
-      ::dup2(out[1], STDOUT_FILENO);
-      ::dup2(err[1], STDERR_FILENO);
-      ::close(out[0]), ::close(out[1]), ::close(err[0]), ::close(err[1]);
-      signal(SIGINT, SIG_DFL);
-      signal(SIGTERM, SIG_DFL);
-      setenv("RANK", std::to_string(w.rank).c_str(), 1);
-      setenv("WORLD_SIZE", std::to_string(world).c_str(), 1);
-      setenv("LOCAL_RANK", std::to_string(i).c_str(), 1);
-      setenv("LOCAL_WORLD_SIZE", std::to_string(o.nproc).c_str(), 1);
-      setenv("GROUP_RANK", std::to_string(o.node_rank).c_str(), 1);
-      setenv("MASTER_ADDR", master_addr.c_str(), 1);
-      setenv("MASTER_PORT", std::to_string(master_port).c_str(), 1);
-      std::vector<char*> argv;
-      std::string name = "nurture";
-      argv.push_back(name.data());
-      std::vector<std::string> args = o.command;
-      for (auto& a : args) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      ::execv(executable.c_str(), argv.data());
-      std::fprintf(stderr, "launch: cannot run %s: %s\n", executable.c_str(), std::strerror(errno));
-      ::_exit(127);
+ private:
+  struct sigaction old_int_ {}, old_term_ {};
+};
+
+// Where the workers meet, and what they run.
+struct Job {
+  const LaunchOptions& o;
+  std::string master_addr;
+  int master_port = 0;
+  int world = 1;
+  std::string executable;
+};
+
+// In the forked child: its own process group, output into the pipes, the rank's environment,
+// then the command.
+[[noreturn]] void exec_worker(const Job& job, int local_rank, int rank, int out[2], int err[2]) {
+  const LaunchOptions& o = job.o;
+  ::setpgid(0, 0);
+  ::prctl(PR_SET_PDEATHSIG, SIGTERM);  // a launcher that dies takes its workers along
+  ::dup2(out[1], STDOUT_FILENO);
+  ::dup2(err[1], STDERR_FILENO);
+  ::close(out[0]), ::close(out[1]), ::close(err[0]), ::close(err[1]);
+  signal(SIGINT, SIG_DFL);
+  signal(SIGTERM, SIG_DFL);
+  setenv("RANK", std::to_string(rank).c_str(), 1);
+  setenv("WORLD_SIZE", std::to_string(job.world).c_str(), 1);
+  setenv("LOCAL_RANK", std::to_string(local_rank).c_str(), 1);
+  setenv("LOCAL_WORLD_SIZE", std::to_string(o.nproc).c_str(), 1);
+  setenv("GROUP_RANK", std::to_string(o.node_rank).c_str(), 1);
+  setenv("MASTER_ADDR", job.master_addr.c_str(), 1);
+  setenv("MASTER_PORT", std::to_string(job.master_port).c_str(), 1);
+  std::vector<char*> argv;
+  std::string name = "nurture";
+  argv.push_back(name.data());
+  std::vector<std::string> args = o.command;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  ::execv(job.executable.c_str(), argv.data());
+  std::fprintf(stderr, "launch: cannot run %s: %s\n", job.executable.c_str(), std::strerror(errno));
+  ::_exit(127);
+}
+
+// Forks the worker of local rank `i`, its stdout and stderr piped back.
+Worker start_worker(const Job& job, int i) {
+  Worker w;
+  w.rank = job.o.node_rank * job.o.nproc + i;
+  int out[2], err[2];
+  if (::pipe(out) != 0 || ::pipe(err) != 0) throw std::runtime_error(std::string("launch: pipe: ") + std::strerror(errno));
+  const pid_t pid = ::fork();
+  if (pid < 0) throw std::runtime_error(std::string("launch: fork: ") + std::strerror(errno));
+  if (pid == 0) exec_worker(job, i, w.rank, out, err);
+  ::close(out[1]), ::close(err[1]);
+  w.pid = pid;
+  w.out = out[0];
+  w.err = err[0];
+  std::cerr << "[launch] rank " << w.rank << ": pid " << pid << std::endl;
+  return w;
+}
+
+// Watches the workers to their end: passes signals on, relays output, stops the others when one
+// fails (killing them after the grace period).
+class Supervisor {
+ public:
+  Supervisor(std::vector<Worker> workers, std::chrono::seconds grace)
+      : workers_(std::move(workers)), grace_(grace) {}
+
+  // Returns the first failure's status, 0 when all succeeded.
+  int wait() {
+    for (;;) {
+      pass_on_signals();
+      relay_output();
+      const bool any_running = reap_exits();
+      kill_after_grace(any_running);
+      const bool output_open = std::any_of(workers_.begin(), workers_.end(),
+                                           [](const Worker& w) { return w.out >= 0 || w.err >= 0; });
+      if (!any_running && !output_open) return first_failure_;
     }
-    ::close(out[1]), ::close(err[1]);
-    w.pid = pid;
-    w.out = out[0];
-    w.err = err[0];
-    std::cerr << "[launch] rank " << w.rank << ": pid " << pid << std::endl;
   }
 
-  int first_failure = 0;
-  // Set when a rank failed and the others were asked to stop; they get o.grace to do it. Ranks
-  // stopping because the user's signal was passed on are waited for (a second signal, passed on
-  // too, stops them at once).
-  std::optional<std::chrono::steady_clock::time_point> stopping_since;
-  bool killed = false, passed_on = false;
-  for (;;) {
-    // Signals from the user or the scheduler: pass them on.
+ private:
+  // Signals from the user or the scheduler: pass them on, once each, so a worker checkpoints on
+  // the first and stops at once on the second.
+  void pass_on_signals() {
     if (const int signal = pending_signal.exchange(0)) {
-      passed_on = true;
+      passed_on_ = true;
       std::cerr << "[launch] " << strsignal(signal) << ": passing it on to the workers" << std::endl;
-      for (auto& w : workers)
+      for (auto& w : workers_)
         if (w.running) ::kill(w.pid, signal);
     }
-    // Output.
+  }
+
+  // What the workers wrote, line by line with their rank (waits up to 100 ms for some).
+  void relay_output() {
     std::vector<pollfd> fds;
     std::vector<std::pair<Worker*, bool>> owners;  // worker, is stderr
-    for (auto& w : workers) {
+    for (auto& w : workers_) {
       if (w.out >= 0) fds.push_back({w.out, POLLIN, 0}), owners.emplace_back(&w, false);
       if (w.err >= 0) fds.push_back({w.err, POLLIN, 0}), owners.emplace_back(&w, true);
     }
@@ -198,42 +238,76 @@ int launch_workers(const LaunchOptions& o) {
     } else if (fds.empty()) {
       ::usleep(100 * 1000);
     }
-    // Exits.
+  }
+
+  // Collects the workers that exited; returns whether any is still running.
+  bool reap_exits() {
     bool any_running = false;
-    for (auto& w : workers) {
+    for (auto& w : workers_) {
       if (!w.running) continue;
       int status = 0;
-      const pid_t done = ::waitpid(w.pid, &status, WNOHANG);
-      if (done == 0) {
+      if (::waitpid(w.pid, &status, WNOHANG) == 0) {
         any_running = true;
         continue;
       }
       w.running = false;
       w.status = WIFEXITED(status) ? WEXITSTATUS(status) : WIFSIGNALED(status) ? 128 + WTERMSIG(status) : 1;
-      if (w.status == kInterruptedStatus && passed_on) {
-        // Asked to stop: it checkpointed; the others do the same on their own.
-        std::cerr << "[launch] rank " << w.rank << " stopped after a checkpoint" << std::endl;
-        if (first_failure == 0) first_failure = w.status;
-      } else if (w.status != 0 && (first_failure == 0 || first_failure == kInterruptedStatus)) {
-        first_failure = w.status;
-        std::cerr << "[launch] rank " << w.rank << " " << describe(w.status) << "; stopping the other ranks"
-                  << std::endl;
-        stopping_since = std::chrono::steady_clock::now();
-        for (auto& other : workers)
-          if (other.running) ::kill(other.pid, SIGTERM);
-      }
+      on_exit(w);
     }
-    if (stopping_since && !killed && any_running && std::chrono::steady_clock::now() - *stopping_since > o.grace) {
-      std::cerr << "[launch] the other ranks did not stop within " << o.grace.count() << " s: killing them" << std::endl;
-      for (auto& w : workers)
-        if (w.running) ::kill(w.pid, SIGKILL);
-      killed = true;
-    }
-    const bool output_open = std::any_of(workers.begin(), workers.end(), [](const Worker& w) { return w.out >= 0 || w.err >= 0; });
-    if (!any_running && !output_open) break;
+    return any_running;
   }
-  sigaction(SIGINT, &old_int, nullptr);
-  sigaction(SIGTERM, &old_term, nullptr);
+
+  void on_exit(const Worker& w) {
+    if (w.status == kInterruptedStatus && passed_on_) {
+      // Asked to stop: it checkpointed; the others do the same on their own.
+      std::cerr << "[launch] rank " << w.rank << " stopped after a checkpoint" << std::endl;
+      if (first_failure_ == 0) first_failure_ = w.status;
+    } else if (w.status != 0 && (first_failure_ == 0 || first_failure_ == kInterruptedStatus)) {
+      first_failure_ = w.status;
+      std::cerr << "[launch] rank " << w.rank << " " << describe(w.status) << "; stopping the other ranks"
+                << std::endl;
+      stopping_since_ = std::chrono::steady_clock::now();
+      for (auto& other : workers_)
+        if (other.running) ::kill(other.pid, SIGTERM);
+    }
+  }
+
+  void kill_after_grace(bool any_running) {
+    if (!stopping_since_ || killed_ || !any_running || std::chrono::steady_clock::now() - *stopping_since_ <= grace_)
+      return;
+    std::cerr << "[launch] the other ranks did not stop within " << grace_.count() << " s: killing them" << std::endl;
+    for (auto& w : workers_)
+      if (w.running) ::kill(w.pid, SIGKILL);
+    killed_ = true;
+  }
+
+  std::vector<Worker> workers_;
+  std::chrono::seconds grace_;
+  int first_failure_ = 0;
+  // Set when a rank failed and the others were asked to stop; they get grace_ to do it. Ranks
+  // stopping because the user's signal was passed on are waited for (a second signal, passed on
+  // too, stops them at once).
+  std::optional<std::chrono::steady_clock::time_point> stopping_since_;
+  bool killed_ = false, passed_on_ = false;
+};
+
+}  // namespace
+
+int launch_workers(const LaunchOptions& o) {
+  check_options(o);
+  Job job{o};
+  job.master_addr = o.master_addr.empty() ? "127.0.0.1" : o.master_addr;
+  job.master_port = o.master_port != 0 ? o.master_port : free_port();
+  job.world = o.nproc * o.nnodes;
+  job.executable = o.executable.empty() ? self_executable() : o.executable;
+
+  const SignalCatcher signals;
+  std::cerr << "[launch] " << o.nproc << " worker(s) on this node: ranks " << o.node_rank * o.nproc << "-"
+            << o.node_rank * o.nproc + o.nproc - 1 << " of " << job.world << ", master " << job.master_addr << ":"
+            << job.master_port << std::endl;
+  std::vector<Worker> workers;
+  for (int i = 0; i < o.nproc; ++i) workers.push_back(start_worker(job, i));
+  const int first_failure = Supervisor(std::move(workers), o.grace).wait();
   if (first_failure != 0) return first_failure;
   std::cerr << "[launch] all " << o.nproc << " worker(s) finished" << std::endl;
   return 0;

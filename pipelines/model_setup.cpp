@@ -38,19 +38,18 @@ std::shared_ptr<const Schema> model_schema() {
   return schema;
 }
 
-void add_model_fields(Schema& s, std::vector<std::string> init_pipelines) {
+void add_model_fields(Schema& s) {
   s.add_section("model", model_schema(), "the architecture of a model trained from scratch");
   s.add_stage_ref("init_from", "start from this stage's model (or a model directory) instead of `model`")
       .or_path()
-      .from_pipelines(std::move(init_pipelines));
+      .producing(Kind::lm);
   s.add_stage_ref("tokenizer", "a tokenizer stage or a .model file; default: init_from's tokenizer")
       .or_path()
-      .from_pipelines({"tokenizer"});
+      .producing(Kind::tokenizer);
 }
 
-void add_init_from_field(Schema& s, const std::string& key, std::vector<std::string> pipelines,
-                         const std::string& help) {
-  s.add_stage_ref(key, help).or_path().from_pipelines(std::move(pipelines)).must_be_required();
+Field& add_init_from_field(Schema& s, const std::string& key, const std::string& help) {
+  return s.add_stage_ref(key, help).or_path().producing(Kind::lm).must_be_required();
 }
 
 // ---- where models and tokenizers come from ---------------------------------------------------------

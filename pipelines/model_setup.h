@@ -24,11 +24,11 @@ std::shared_ptr<const Schema> model_schema();
 
 // Adds `model` (section), `init_from` (stage or model directory; wins over `model`) and
 // `tokenizer` (a tokenizer stage, a .model file, or empty = the one in init_from's directory).
-// `init_pipelines` lists the pipelines whose stages init_from may name.
-void add_model_fields(Schema& schema, std::vector<std::string> init_pipelines);
-// The same for stages that need an existing model (init_from required, no `model` section).
-void add_init_from_field(Schema& schema, const std::string& key, std::vector<std::string> pipelines,
-                         const std::string& help);
+// init_from accepts any stage that produces an lm, tokenizer any that produces a tokenizer.
+void add_model_fields(Schema& schema);
+// The same for stages that need an existing model (init_from required, no `model` section): `key`
+// names a stage that produces an lm, or a model directory.
+Field& add_init_from_field(Schema& schema, const std::string& key, const std::string& help);
 
 // The model directory a stage reference or path points to: <stage>/model when the stage wrote
 // one, else the directory itself. Throws naming the setting when it holds no model.

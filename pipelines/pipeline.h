@@ -1,6 +1,7 @@
 // What every lifecycle stage is: a Pipeline that runs one stage of a recipe into its own
 // directory and returns its final metrics. A pipeline is registered with a Schema of its
-// settings, so recipes are validated before any stage runs.
+// settings, so recipes are validated before any stage runs, and with what it produces (an lm, a
+// tokenizer, ...), so that later stages can ask for a kind rather than for pipeline names.
 #pragma once
 #include <torch/types.h>
 
@@ -10,7 +11,9 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
+#include "pipelines/kind.h"
 #include "pipelines/schema.h"
 
 namespace nurture {
@@ -61,6 +64,9 @@ struct PipelineEntry {
   // True when every rank runs the stage, each on its share of the data (training stages). A
   // stage that is not runs on rank 0 alone while the other ranks wait for it.
   bool data_parallel = false;
+  // What later stages can read from the stage's directory: `init_from`, eval's `models` and the
+  // like accept a stage whose pipeline produces the kind they need (pipelines/kind.h).
+  std::vector<Kind> produces;
 };
 
 }  // namespace nurture

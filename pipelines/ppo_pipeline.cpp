@@ -66,14 +66,14 @@ namespace fs = std::filesystem;
 std::shared_ptr<const Schema> ppo_schema() {
   auto s = std::make_shared<Schema>();
   // What is trained, and against what.
-  add_init_from_field(*s, "init_from", {"sft", "pretrain", "dpo", "ppo"},
+  add_init_from_field(*s, "init_from",
                       "the policy to improve: an sft stage (usually) or a model directory; a "
                       "frozen copy of it is the reference policy of the KL penalty");
   s->add_stage_ref("reward_model", "a trained reward model (a reward_model stage or a model "
                                    "directory of kind reward); it scores each reply rendered with "
                                    "the chat template, and the value model starts from its backbone")
       .or_path()
-      .from_pipelines({"reward_model"});
+      .producing(Kind::reward);
   s->add_string_list("reward_functions", "registered rule-based rewards added to the score, e.g. "
                                          "[exact_match] (1 when the reply equals the prompt's "
                                          "reference); plugins register more. At least one of "

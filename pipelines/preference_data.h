@@ -1,17 +1,21 @@
-// Preference pairs as tokens, shared by the stages that train on them (reward_model, dpo): each
-// side rendered as prompt + reply through the chat template, cut to max_length, and batched as
-// [2B, T] (chosen rows first).
+// Preference pairs as tokens, shared by the stages that train on them (reward_model, dpo): their
+// data settings, each side rendered as prompt + reply through the chat template, cut to
+// max_length, and batched as [2B, T] (chosen rows first).
 #pragma once
 #include <torch/types.h>
 
 #include <cstdint>
 #include <filesystem>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
 #include <vector>
 
 #include "modules/chat_template.h"
 #include "modules/tokenizer.h"
 #include "pipelines/batch.h"
 #include "pipelines/data.h"
+#include "pipelines/schema.h"
 
 namespace nurture {
 
@@ -38,5 +42,30 @@ PreferenceData load_preference_data(const std::filesystem::path& file, const Tok
 // B pairs as one [2B, T] batch: rows [0, B) the chosen sides, [B, 2B) the rejected ones.
 PaddedBatch pair_batch(const std::vector<const TokenizedPair*>& pairs, int64_t pad_id,
                        const torch::Device& device);
+
+// ---- a stage's preference data ---------------------------------------------------------------------
+
+// The data settings of a stage that trains on pairs: train, val, chat_template, max_length,
+// skip_bad_lines.
+void add_preference_data_fields(Schema& schema);
+
+// What such a stage trains and evaluates on, read as its settings say.
+struct PreferenceSplits {
+  std::shared_ptr<const ChatTemplate> chat_template;
+  int64_t pad_id = 0;
+  PreferenceData train, val;  // val: empty when the stage has none
+
+  // The counts summary.json records: train_pairs, truncated, dropped, skipped_lines.
+  void add_counts(nlohmann::json& metrics) const;
+  // Held-out pairs [first, last), in file order.
+  std::vector<const TokenizedPair*> val_pairs(int64_t first, int64_t last) const;
+};
+
+// Reads `train` (and `val`) of the stage's settings `s` for a model of `block_size` positions
+// (max_length is capped there), logging what it read under `component`.
+PreferenceSplits read_preference_splits(const Settings& s, const std::string& component,
+                                        const Tokenizer& tokenizer,
+                                        std::shared_ptr<const ChatTemplate> chat_template,
+                                        int64_t block_size);
 
 }  // namespace nurture

@@ -28,7 +28,7 @@ std::shared_ptr<const Schema> pretrain_schema() {
   s->add_bool("whole_files", false, ".txt inputs: each file is one document (else one per line)");
   s->add_bool("skip_bad_lines", false, "skip (and count) malformed .jsonl lines instead of stopping");
   s->add_int("context", 0, "tokens per training window (0 = the model's block_size)").at_least(0);
-  add_model_fields(*s, {"pretrain", "sft"});
+  add_model_fields(*s);
   TrainingDefaults d;
   d.max_steps = 1000;
   d.batch_size = 16;
@@ -193,7 +193,8 @@ class PretrainPipeline : public Pipeline {
 
 PipelineEntry pretrain_pipeline_entry() {
   return {"pre-train a language model on raw text (next-token prediction)", pretrain_schema,
-          [] { return std::make_unique<PretrainPipeline>(); }, /*data_parallel=*/true};
+          [] { return std::make_unique<PretrainPipeline>(); }, /*data_parallel=*/true,
+          /*produces=*/{Kind::lm}};
 }
 
 }  // namespace nurture

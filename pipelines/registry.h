@@ -11,7 +11,7 @@
 
 #include "modules/chat_template.h"
 #include "modules/transformer.h"
-#include "pipelines/data.h"
+#include "pipelines/dataset_format.h"
 #include "pipelines/pipeline.h"
 #include "pipelines/rl/advantages.h"
 

@@ -27,17 +27,8 @@ using json = nlohmann::json;
 
 std::shared_ptr<const Schema> reward_model_schema() {
   auto s = std::make_shared<Schema>();
-  s->add_string("train", "", "JSONL preference pairs {prompt, chosen, rejected}; prompt is a string "
-                             "or a list of {role, content} messages")
-      .must_be_required();
-  s->add_string("val", "", "held-out pairs in the same format (optional)");
-  s->add_string("chat_template", "chatml", "how prompt and reply become tokens");
-  s->add_int("max_length", 256, "tokens per prompt + reply (capped at the model's block_size); a "
-                                "longer pair loses the start of its prompt, or is dropped when its "
-                                "reply alone does not fit")
-      .at_least(8);
-  s->add_bool("skip_bad_lines", false, "skip (and count) malformed lines instead of stopping");
-  add_init_from_field(*s, "init_from", {"pretrain", "sft"}, "the backbone to put the score head on");
+  add_preference_data_fields(*s);
+  add_init_from_field(*s, "init_from", "the backbone to put the score head on");
   TrainingDefaults d;
   d.max_steps = 300;
   d.batch_size = 16;
@@ -57,19 +48,17 @@ class RewardModelPipeline : public Pipeline {
     const Settings& s = ctx.settings;
     tokenizer_ = std::make_unique<Tokenizer>(stage_tokenizer(ctx));
     setup_model(ctx);
-    setup_data(ctx);
+    data_ = read_preference_splits(s, ctx.name, *tokenizer_, stage_chat_template(ctx),
+                                   model_->options.block_size());
 
     Trainer trainer(ctx, *model_, TrainingOptions::from(s));
     trainer.resume_if_possible();
     const int64_t batch = s.get_int("batch_size");
-    ShuffledOrder order(static_cast<uint64_t>(ctx.run.seed), static_cast<int64_t>(train_.pairs.size()));
+    ShuffledOrder order(static_cast<uint64_t>(ctx.run.seed), static_cast<int64_t>(data_.train.pairs.size()));
     json metrics = trainer.fit(
         [&](TrainingState& state) { return micro_step(ctx, state, order, batch); },
         [&] { return evaluate(batch, s.get_int("eval_batches")); });
-    metrics["train_pairs"] = train_.pairs.size();
-    metrics["truncated"] = train_.truncated;
-    metrics["dropped"] = train_.dropped;
-    metrics["skipped_lines"] = train_.stats.skipped;
+    data_.add_counts(metrics);
 
     save_model_dir(ctx.dir / "model", *model_, model_->options, "reward", *tokenizer_);
     log_line(ctx.name, "reward model written to " + (ctx.dir / "model").string());
@@ -89,29 +78,6 @@ class RewardModelPipeline : public Pipeline {
                            human_count(static_cast<double>(parameters)) + " parameters");
   }
 
-  void setup_data(const StageContext& ctx) {
-    const Settings& s = ctx.settings;
-    template_ = stage_chat_template(ctx);
-    pad_id_ = std::max<int64_t>(tokenizer_->pad_id(), 0);
-    int64_t max_length = s.get_int("max_length");
-    if (max_length > model_->options.block_size()) {
-      log_line(ctx.name, "max_length " + std::to_string(max_length) + " exceeds the model's block_size; using " +
-                             std::to_string(model_->options.block_size()));
-      max_length = model_->options.block_size();
-    }
-    const bool skip = s.get_bool("skip_bad_lines");
-    train_ = load_preference_data(s.get_string("train"), *tokenizer_, *template_, max_length, skip);
-    log_line(ctx.name, "data: " + std::to_string(train_.pairs.size()) + " pairs (" +
-                           std::to_string(train_.truncated) + " prompts cut on the left, " +
-                           std::to_string(train_.dropped) + " dropped as too long, " +
-                           std::to_string(train_.stats.skipped) + " bad lines skipped)");
-    if (!s.get_string("val").empty()) {
-      val_ = load_preference_data(s.get_string("val"), *tokenizer_, *template_, max_length, skip);
-      log_line(ctx.name, "held out: " + std::to_string(val_.pairs.size()) + " pairs (" +
-                             std::to_string(val_.dropped) + " dropped as too long)");
-    }
-  }
-
   // Bradley–Terry over the scores of a pair batch.
   PairwiseLoss forward_loss(const PaddedBatch& b) {
     const int64_t pairs = b.ids.size(0) / 2;
@@ -122,8 +88,8 @@ class RewardModelPipeline : public Pipeline {
   // The next `batch` pairs of the seeded order at the data cursor; every pair is one unit.
   MicroBatch micro_step(const StageContext& ctx, TrainingState& state, ShuffledOrder& order, int64_t batch) {
     std::vector<const TokenizedPair*> pairs;
-    for (int64_t position : take_positions(state, batch)) pairs.push_back(&train_.pairs[order.at(position)]);
-    PaddedBatch b = pair_batch(pairs, pad_id_, ctx.run.device);
+    for (int64_t position : take_positions(state, batch)) pairs.push_back(&data_.train.pairs[order.at(position)]);
+    PaddedBatch b = pair_batch(pairs, data_.pad_id, ctx.run.device);
     PairwiseLoss loss = forward_loss(b);
     const double n = static_cast<double>(pairs.size());
     return {loss.loss * n, torch::full({}, n, loss.loss.options()), b.tokens,
@@ -132,16 +98,15 @@ class RewardModelPipeline : public Pipeline {
 
   // Held-out loss, accuracy (chosen scored above rejected) and mean margin, in pair order.
   json evaluate(int64_t batch, int64_t eval_batches) {
-    if (val_.pairs.empty()) return json::object();
+    if (data_.val.pairs.empty()) return json::object();
     const torch::Device device = model_->parameters().front().device();
-    auto n = static_cast<int64_t>(val_.pairs.size());
+    auto n = static_cast<int64_t>(data_.val.pairs.size());
     if (eval_batches > 0) n = std::min(n, eval_batches * batch);
     torch::Tensor loss = torch::zeros({}, torch::kFloat64), accuracy = torch::zeros({}, torch::kFloat64),
                   margin = torch::zeros({}, torch::kFloat64);
     for (int64_t first = 0; first < n; first += batch) {
-      std::vector<const TokenizedPair*> pairs;
-      for (int64_t i = first; i < std::min(n, first + batch); ++i) pairs.push_back(&val_.pairs[i]);
-      PairwiseLoss l = forward_loss(pair_batch(pairs, pad_id_, device));
+      const std::vector<const TokenizedPair*> pairs = data_.val_pairs(first, std::min(n, first + batch));
+      PairwiseLoss l = forward_loss(pair_batch(pairs, data_.pad_id, device));
       const double k = static_cast<double>(pairs.size());
       loss += l.loss.to(torch::kCPU, torch::kFloat64) * k;
       accuracy += l.accuracy.to(torch::kCPU, torch::kFloat64) * k;
@@ -154,16 +119,15 @@ class RewardModelPipeline : public Pipeline {
 
   std::unique_ptr<Tokenizer> tokenizer_;
   RewardModel model_{nullptr};
-  std::shared_ptr<const ChatTemplate> template_;
-  PreferenceData train_, val_;
-  int64_t pad_id_ = 0;
+  PreferenceSplits data_;
 };
 
 }  // namespace
 
 PipelineEntry reward_model_pipeline_entry() {
   return {"train a reward model (a score head on a backbone) on preference pairs", reward_model_schema,
-          [] { return std::make_unique<RewardModelPipeline>(); }, /*data_parallel=*/true};
+          [] { return std::make_unique<RewardModelPipeline>(); }, /*data_parallel=*/true,
+          /*produces=*/{Kind::reward}};
 }
 
 }  // namespace nurture

@@ -3,9 +3,6 @@
 
 #include <torch/torch.h>
 
-#include <dlfcn.h>
-#include <sched.h>
-
 #include <atomic>
 #include <chrono>
 #include <csignal>
@@ -15,7 +12,6 @@
 #include <optional>
 #include <set>
 #include <sstream>
-#include <thread>
 
 #include "modules/compat.h"
 #include "modules/files.h"
@@ -23,7 +19,8 @@
 #include "pipelines/log.h"
 #include "pipelines/plugin.h"
 #include "pipelines/registry.h"
-#include "pipelines/trainer.h"
+#include "pipelines/stop.h"
+#include "pipelines/threads.h"
 
 namespace nurture {
 
@@ -31,24 +28,6 @@ namespace fs = std::filesystem;
 using json = nlohmann::json;
 
 // ---- the recipe's run-wide section -----------------------------------------------------------------
-
-// LibTorch's intra-op pool, and OpenBLAS's own (Debian's LibTorch calls OpenBLAS, whose workers
-// ignore torch::set_num_threads), so that `threads: 1` really keeps to one core.
-void set_cpu_threads(int threads) {
-  torch::set_num_threads(threads);
-  using SetThreads = void (*)(int);
-  if (auto openblas = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads")))
-    openblas(threads);
-}
-
-int default_cpu_threads() {
-  const int machine = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  cpu_set_t mask;
-  CPU_ZERO(&mask);
-  const int bound = sched_getaffinity(0, sizeof mask, &mask) == 0 ? CPU_COUNT(&mask) : machine;
-  if (bound > 0 && bound < machine) return bound;
-  return std::max(1, machine / dist::environment_from_process().local_world_size);
-}
 
 std::shared_ptr<const Schema> run_schema() {
   auto s = std::make_shared<Schema>();
@@ -206,7 +185,9 @@ static std::optional<StagePlan> validate_stage(const ConfigNode::Entry& e, Valid
   return StagePlan{e.key, pipeline->text(), schema->resolve(settings), true};
 }
 
-Recipe load_recipe(const fs::path& file, const RunOptions& options) {
+// The recipe's tree as written, with --set overrides and --output applied; its plugins loaded
+// (they register the pipelines its stages may name).
+static ConfigNode read_recipe_tree(const fs::path& file, const RunOptions& options) {
   ConfigNode root = load_recipe_file(file);
   for (const auto& assignment : options.overrides) apply_override(root, assignment);
   if (!options.output.empty()) {
@@ -216,19 +197,26 @@ Recipe load_recipe(const fs::path& file, const RunOptions& options) {
     root.set("output_dir", ConfigNode::scalar(options.output, where), where);
   }
   load_plugins(root);
+  return root;
+}
 
+// What validation knows beyond the tree: the ranks, and what each registered pipeline produces.
+static ValidationContext validation_context() {
   ValidationContext ctx;
   try {
     ctx.world_size = dist::environment_from_process().world_size;
-  } catch (const std::invalid_argument&) {  // reported below, with the recipe's errors
+  } catch (const std::invalid_argument&) {  // reported with the recipe's errors
   }
-  auto run = run_schema();
-  run->validate(root, "", ctx);
+  const auto& pipelines = registries().pipelines;
+  for (const auto& name : pipelines.names()) ctx.products[name] = pipelines.get(name).produces;
+  return ctx;
+}
 
-  Recipe recipe;
-  recipe.source = file.string();
+// Validates the stages in order, each against the ones before it; returns every stage's name and
+// adds the valid ones to recipe.stages.
+static std::vector<std::string> validate_stages(const ConfigNode* stages, ValidationContext& ctx,
+                                                Recipe& recipe) {
   std::vector<std::string> stage_names;
-  const ConfigNode* stages = root.find("stages");
   if (stages && !stages->is_map() && !stages->is_null()) {
     ctx.errors.push_back(stages->where().str() +
                          ": stages: expected a mapping of stage name -> settings, got " +
@@ -240,15 +228,21 @@ Recipe load_recipe(const fs::path& file, const RunOptions& options) {
       stage_names.push_back(e.key);
       if (auto stage = validate_stage(e, ctx)) recipe.stages.push_back(std::move(*stage));
       // Later stages may refer to this one even when its own settings are wrong; an empty
-      // pipeline (unknown or missing) skips the check of which pipeline it runs.
+      // pipeline (unknown or missing) skips the check of what it produces.
       const ConfigNode* pipeline = e.value.is_map() ? e.value.find("pipeline") : nullptr;
       const bool known = pipeline && pipeline->is_scalar() &&
                          registries().pipelines.contains(pipeline->text());
       ctx.earlier_stages.emplace_back(e.key, known ? pipeline->text() : std::string());
     }
   }
+  return stage_names;
+}
 
-  // Command-line stage selection must name real stages.
+// Command-line stage selection must name real stages; the process's place among the ranks comes
+// from the environment, and a malformed one is reported with the recipe's errors.
+static void check_selection_and_environment(const RunOptions& options,
+                                            const std::vector<std::string>& stage_names,
+                                            ValidationContext& ctx) {
   for (const auto& [flag, value] : {std::pair<std::string, std::string>{"--only", options.only},
                                     {"--from", options.from}}) {
     if (value.empty() || std::find(stage_names.begin(), stage_names.end(), value) != stage_names.end())
@@ -257,21 +251,16 @@ Recipe load_recipe(const fs::path& file, const RunOptions& options) {
     ctx.errors.push_back(flag + " " + value + ": no such stage (stages: " + join_names(stage_names) +
                          ")" + (hint.empty() ? "" : "; " + hint));
   }
-
-  // The process's place among the ranks comes from the environment; a malformed one is reported
-  // with the recipe's errors.
   try {
     dist::environment_from_process();
   } catch (const std::invalid_argument& e) {
     ctx.errors.push_back(std::string("environment: ") + e.what());
   }
-  if (!ctx.errors.empty()) throw ConfigError(ctx.errors);
-  ConfigNode resolved = run->resolve(root);
-  const ConfigNode* device = resolved.find("device");
-  recipe.run.device = resolve_device(device->text(), root.find("device"), ctx.errors);
-  if (!ctx.errors.empty()) throw ConfigError(ctx.errors);
+}
 
-  // Defaults that depend on the recipe itself.
+// The run-wide settings from the resolved tree, with the defaults that depend on the recipe
+// itself (output_dir) filled in there.
+static void read_run_settings(const fs::path& file, ConfigNode& resolved, Recipe& recipe) {
   if (resolved.find("output_dir")->text().empty()) {
     SourceLocation where;
     where.file = "default";
@@ -289,23 +278,48 @@ Recipe load_recipe(const fs::path& file, const RunOptions& options) {
   const Settings distributed = top.section("distributed");
   recipe.run.bucket_mb = distributed.get_int("bucket_mb");
   recipe.distributed_timeout_s = distributed.get_int("timeout_s");
+}
 
-  // Stage selection.
+// --only / --from: which stages run.
+static void select_stages(const RunOptions& options, std::vector<StagePlan>& stages) {
   bool selecting = options.from.empty();
-  for (auto& stage : recipe.stages) {
+  for (auto& stage : stages) {
     if (stage.name == options.from) selecting = true;
     stage.selected = options.only.empty() ? selecting : stage.name == options.only;
   }
+}
 
-  // The resolved tree: run-wide keys, then each stage with `pipeline` first.
+// The resolved tree's stages: each stage with `pipeline` first, then its resolved settings.
+static ConfigNode resolved_stages(const ConfigNode* stages, const std::vector<StagePlan>& plans) {
   ConfigNode stages_node = ConfigNode::map(stages ? stages->where() : SourceLocation{});
-  for (const auto& stage : recipe.stages) {
+  for (const auto& stage : plans) {
     ConfigNode s = ConfigNode::map(stage.settings.where());
     s.set("pipeline", ConfigNode::scalar(stage.pipeline, stage.settings.where()));
     for (const auto& e : stage.settings.entries()) s.set(e.key, e.value, e.key_where);
     stages_node.set(stage.name, s);
   }
-  resolved.set("stages", stages_node);
+  return stages_node;
+}
+
+Recipe load_recipe(const fs::path& file, const RunOptions& options) {
+  const ConfigNode root = read_recipe_tree(file, options);
+  ValidationContext ctx = validation_context();
+  auto run = run_schema();
+  run->validate(root, "", ctx);
+
+  Recipe recipe;
+  recipe.source = file.string();
+  const ConfigNode* stages = root.find("stages");
+  const std::vector<std::string> stage_names = validate_stages(stages, ctx, recipe);
+  check_selection_and_environment(options, stage_names, ctx);
+  if (!ctx.errors.empty()) throw ConfigError(ctx.errors);
+
+  ConfigNode resolved = run->resolve(root);
+  recipe.run.device = resolve_device(resolved.find("device")->text(), root.find("device"), ctx.errors);
+  if (!ctx.errors.empty()) throw ConfigError(ctx.errors);
+  read_run_settings(file, resolved, recipe);
+  select_stages(options, recipe.stages);
+  resolved.set("stages", resolved_stages(stages, recipe.stages));
   recipe.resolved = resolved;
   return recipe;
 }
@@ -448,22 +462,26 @@ static StageResult run_stage(const StagePlan& stage, const StageContext& ctx, bo
   return result;
 }
 
-int run_recipe(const Recipe& recipe, const RunOptions& options) {
-  const fs::path out_dir = recipe.run.output_dir;
+// ---- the run, stage by stage ---------------------------------------------------------------------
+
+// SIGTERM and SIGINT ask the running stage to stop (see on_stop_signal).
+static void install_stop_handlers() {
   clear_stop_request();
   stop_signals = 0;
   std::signal(SIGTERM, on_stop_signal);
   std::signal(SIGINT, on_stop_signal);
+}
+
+// Joins the other ranks (if any) and returns the run settings of this process: its own device.
+static RunSettings join_ranks(const Recipe& recipe) {
   set_cpu_threads(recipe.run.threads);
   torch::manual_seed(static_cast<uint64_t>(recipe.run.seed));
-
-  // ---- this process among the ranks ----
   const dist::Environment env = dist::environment_from_process();
   dist::init(env, recipe.run.device, std::chrono::seconds(recipe.distributed_timeout_s));
   RunSettings run = recipe.run;
   run.device = dist::local_device(run.device);
   if (run.device.is_cuda()) compat::set_cuda_matmul_tf32(run.tf32);
-  log_line("run", "recipe " + recipe.source + " -> " + out_dir.string());
+  log_line("run", "recipe " + recipe.source + " -> " + recipe.run.output_dir.string());
   log_line("run", "LibTorch " + compat::torch_version() + ", device " + run.device.str() + ", threads " +
                       std::to_string(torch::get_num_threads()) + " (intra-op, " + recipe.threads_setting +
                       "), precision " + run.precision + (run.device.is_cuda() && run.tf32 && run.precision == "fp32" ? " (tf32 matmuls)" : "") +
@@ -472,136 +490,191 @@ int run_recipe(const Recipe& recipe, const RunOptions& options) {
     log_line("run", std::to_string(dist::world_size()) + " ranks (" + env.source + ", " +
                         std::to_string(env.local_world_size) + " on this node), backend " + dist::backend() +
                         ", master " + env.master_addr + ":" + std::to_string(env.master_port));
+  return run;
+}
 
-  if (is_main_process()) {
-    fs::create_directories(out_dir);
-    write_file_atomic(out_dir / "recipe.yaml", "# resolved from " + recipe.source + "\n" + to_yaml(recipe.resolved));
+namespace {
+
+// One invocation of a recipe: which stages run again, which are kept, what each ended as.
+class RecipeRun {
+ public:
+  RecipeRun(const Recipe& recipe, const RunOptions& options, RunSettings run)
+      : recipe_(recipe), options_(options), run_(std::move(run)), out_dir_(recipe.run.output_dir) {}
+
+  int run_all() {
+    start();
+    for (const auto& stage : recipe_.stages) results_.push_back(stage_result(stage));
+    finish();
+    return exit_code_;
   }
-  // What earlier runs left, read by every rank before rank 0 changes anything: all ranks decide
-  // alike which stages run.
-  std::map<std::string, json> previous;
-  for (const auto& stage : recipe.stages) previous[stage.name] = read_json_or_null(out_dir / stage.name / "stage.json");
-  dist::barrier();
 
-  std::vector<StageResult> results;
-  std::map<std::string, fs::path> stage_dirs;
-  int exit_code = 0;
-  std::set<std::string> ran;  // stages that ran in this invocation (or are out of date): what reads them is out of date
-  for (const auto& stage : recipe.stages) {
-    StageResult result{stage.name, stage.pipeline, "not run"};
-    const fs::path dir = out_dir / stage.name;
-    const json& before = previous[stage.name];
+ private:
+  // The resolved recipe beside the outputs, and what earlier runs left, read by every rank before
+  // rank 0 changes anything: all ranks decide alike which stages run.
+  void start() {
+    if (is_main_process()) {
+      fs::create_directories(out_dir_);
+      write_file_atomic(out_dir_ / "recipe.yaml", "# resolved from " + recipe_.source + "\n" + to_yaml(recipe_.resolved));
+    }
+    for (const auto& stage : recipe_.stages)
+      previous_[stage.name] = read_json_or_null(out_dir_ / stage.name / "stage.json");
+    dist::barrier();
+  }
+
+  // Runs the stage, or keeps what an earlier run left, or fails it for a missing input.
+  StageResult stage_result(const StagePlan& stage) {
+    const json& before = previous_[stage.name];
     const bool done_before = before.is_object() && before.value("status", "") == "done";
+    const bool out_of_date = done_before && reads_changed_input(stage);
+    if (exit_code_ != 0 || !stage.selected || (done_before && !options_.force && !out_of_date))
+      return kept(stage, before, done_before);
+
+    ConfigNode resolved = stage.settings;
+    substitute_stage_dirs(resolved, stage_dirs_);
+    const Settings settings(resolved, "stages." + stage.name);
+    const std::string missing = missing_input(stage, resolved, settings);
+    if (!missing.empty()) {
+      if (is_main_process()) std::cerr << "[run] error: " << missing << std::endl;
+      exit_code_ = 1;
+      StageResult result{stage.name, stage.pipeline, "failed"};
+      result.error = missing;
+      return result;
+    }
+    return run_now(stage, settings, out_of_date);
+  }
+
+  // Whether the stage reads a stage that ran in this invocation (or is out of date itself): then
+  // it runs again if selected, else it is reported out of date, and so are the stages reading it.
+  bool reads_changed_input(const StagePlan& stage) {
     std::string changed_input;
-    for (const auto& input : stage_inputs(stage, recipe.stages))
-      if (ran.count(input)) changed_input = input;
-    const bool out_of_date = done_before && !changed_input.empty();
-    if (out_of_date && stage.selected && exit_code == 0) {
+    for (const auto& input : stage_inputs(stage, recipe_.stages))
+      if (ran_.count(input)) changed_input = input;
+    if (changed_input.empty()) return false;
+    if (stage.selected && exit_code_ == 0) {
       log_line("run", "stage " + stage.name + " reads " + changed_input + ", which ran again: running " +
                           stage.name + " again");
-    } else if (out_of_date) {
+    } else {
       log_line("run", "warning: stage " + stage.name + " reads " + changed_input +
                           ", which ran again; its outputs are out of date (run with --from " + stage.name + ")");
-      ran.insert(stage.name);  // and so are the stages that read it
+      ran_.insert(stage.name);  // and so are the stages that read it
     }
+    return true;
+  }
 
-    if (exit_code != 0 || !stage.selected || (done_before && !options.force && !out_of_date)) {
-      if (done_before) {
-        result.status = exit_code != 0 || !stage.selected ? "done" : "skipped";
-        result.seconds = before.value("seconds", 0.0);
-        result.metrics = before.value("metrics", json::object());
-        stage_dirs[stage.name] = dir;
-        if (result.status == "skipped")
-          log_line("run", "stage " + stage.name + " is already done in " + dir.string() +
-                              " (use --force to run it again)");
-      }
-      results.push_back(result);
-      continue;
-    }
+  // A stage that does not run now: done before (its record stands) or not run.
+  StageResult kept(const StagePlan& stage, const json& before, bool done_before) {
+    StageResult result{stage.name, stage.pipeline, "not run"};
+    if (!done_before) return result;
+    const fs::path dir = out_dir_ / stage.name;
+    result.status = exit_code_ != 0 || !stage.selected ? "done" : "skipped";
+    result.seconds = before.value("seconds", 0.0);
+    result.metrics = before.value("metrics", json::object());
+    stage_dirs_[stage.name] = dir;
+    if (result.status == "skipped")
+      log_line("run", "stage " + stage.name + " is already done in " + dir.string() +
+                          " (use --force to run it again)");
+    return result;
+  }
 
-    // Every stage this one refers to must have an output to read.
-    ConfigNode resolved = stage.settings;
-    substitute_stage_dirs(resolved, stage_dirs);
-    Settings settings(resolved, "stages." + stage.name);
-    auto schema = registries().pipelines.get(stage.pipeline).schema();
+  // Every stage this one refers to must have an output to read; returns the error, or "".
+  std::string missing_input(const StagePlan& stage, const ConfigNode& resolved, const Settings& settings) const {
+    const std::string remedy = " has not completed in " + out_dir_.string() +
+                               " (run it first, or run without --only/--from)";
     std::string missing;
-    for_each_stage_placeholder(resolved, settings.path(), [&](const std::string& ref,
-                                                              const ConfigNode& n,
+    for_each_stage_placeholder(resolved, settings.path(), [&](const std::string& ref, const ConfigNode& n,
                                                               const std::string& key) {
-      missing = n.where().str() + ": " + key + ": stage '" + ref + "' has not completed in " +
-                out_dir.string() + " (run it first, or run without --only/--from)";
+      missing = n.where().str() + ": " + key + ": stage '" + ref + "'" + remedy;
     });
+    const auto schema = registries().pipelines.get(stage.pipeline).schema();
     for (const auto& field : schema->fields()) {
       if (field.type != FieldType::StageRef || !settings.has(field.key)) continue;
       const auto refs = field.list ? settings.get_string_list(field.key)
                                    : std::vector<std::string>{settings.get_string(field.key)};
       for (const auto& ref : refs) {
-        const bool is_stage = std::any_of(recipe.stages.begin(), recipe.stages.end(),
+        const bool is_stage = std::any_of(recipe_.stages.begin(), recipe_.stages.end(),
                                           [&](const StagePlan& s) { return s.name == ref; });
-        if (is_stage && !stage_dirs.count(ref))
-          missing = settings.where(field.key) + ": stage '" + ref + "' has not completed in " +
-                    out_dir.string() + " (run it first, or run without --only/--from)";
+        if (is_stage && !stage_dirs_.count(ref)) missing = settings.where(field.key) + ": stage '" + ref + "'" + remedy;
       }
     }
-    if (!missing.empty()) {
-      result.status = "failed";
-      result.error = missing;
-      if (is_main_process()) std::cerr << "[run] error: " << missing << std::endl;
-      results.push_back(result);
-      exit_code = 1;
-      continue;
-    }
+    return missing;
+  }
 
-    // ---- run it ----
+  // Runs the stage into a fresh directory (when forced or out of date) and records how it ended.
+  StageResult run_now(const StagePlan& stage, const Settings& settings, bool out_of_date) {
+    const fs::path dir = out_dir_ / stage.name;
     const bool parallel = registries().pipelines.get(stage.pipeline).data_parallel;
     if (is_main_process()) {
-      if ((options.force || out_of_date) && fs::exists(dir)) fs::remove_all(dir);
+      if ((options_.force || out_of_date) && fs::exists(dir)) fs::remove_all(dir);
       fs::create_directories(dir);
       log_line(stage.name, "stage " + stage.name + " (pipeline " + stage.pipeline + ")" +
                                (dist::world_size() > 1 ? parallel ? ", on every rank" : ", on rank 0" : ""));
       write_file_atomic(dir / "stage.json", json{{"status", "running"}}.dump(2) + "\n");
     }
     if (parallel) dist::barrier();  // the stage's directory is ready before any rank looks into it
-    const StageContext ctx{stage.name, stage.pipeline, dir, settings, run, stage_dirs};
-    result = run_stage(stage, ctx, parallel);
+    const StageContext ctx{stage.name, stage.pipeline, dir, settings, run_, stage_dirs_};
+    StageResult result = run_stage(stage, ctx, parallel);
     // (replace: an error quoting a user's invalid UTF-8 must not stop the record being written)
     if (is_main_process())
       write_file_atomic(dir / "stage.json", to_json(result).dump(2, ' ', false, json::error_handler_t::replace) + "\n");
-    if (result.status == "done") {
-      stage_dirs[stage.name] = dir;
-      ran.insert(stage.name);
-      log_line(stage.name, "done in " + human_duration(result.seconds));
-    } else if (result.status == "interrupted") {
-      if (is_main_process()) std::cerr << "[" << stage.name << "] interrupted: " << result.error << std::endl;
-      exit_code = kExitInterrupted;
-    } else {
-      std::cerr << "[" << stage.name << "] error: " << result.error << std::endl;
-      if (is_main_process())
-        std::cerr << "[run] stage " << stage.name << " failed; outputs of earlier stages in " << out_dir.string()
-                  << " are intact" << std::endl;
-      exit_code = 1;
-    }
-    results.push_back(result);
+    report(result, dir);
+    return result;
   }
 
-  json summary = {{"recipe", recipe.source},
-                  {"output_dir", out_dir.string()},
-                  {"torch_version", compat::torch_version()},
-                  {"device", run.device.str()},
-                  {"threads", torch::get_num_threads()},
-                  {"ranks", dist::world_size()},
-                  {"status", exit_code == 0 ? "done" : exit_code == kExitInterrupted ? "interrupted" : "failed"},
-                  {"stages", json::array()}};
-  for (const auto& r : results) summary["stages"].push_back(to_json(r));
-  // A pipeline may contribute run-level sections (e.g. the eval stage's comparison table).
-  for (const auto& r : results)
-    if (r.metrics.contains("summary") && r.metrics["summary"].is_object())
-      for (const auto& [k, v] : r.metrics["summary"].items()) summary[k] = v;
-  if (is_main_process()) {
-    write_file_atomic(out_dir / "summary.json", summary.dump(2, ' ', false, json::error_handler_t::replace) + "\n");
-    print_table(results);
-    log_line("run", "summary written to " + (out_dir / "summary.json").string());
+  void report(const StageResult& result, const fs::path& dir) {
+    if (result.status == "done") {
+      stage_dirs_[result.name] = dir;
+      ran_.insert(result.name);
+      log_line(result.name, "done in " + human_duration(result.seconds));
+    } else if (result.status == "interrupted") {
+      if (is_main_process()) std::cerr << "[" << result.name << "] interrupted: " << result.error << std::endl;
+      exit_code_ = kExitInterrupted;
+    } else {
+      std::cerr << "[" << result.name << "] error: " << result.error << std::endl;
+      if (is_main_process())
+        std::cerr << "[run] stage " << result.name << " failed; outputs of earlier stages in " << out_dir_.string()
+                  << " are intact" << std::endl;
+      exit_code_ = 1;
+    }
   }
+
+  // summary.json and the table.
+  void finish() const {
+    json summary = {{"recipe", recipe_.source},
+                    {"output_dir", out_dir_.string()},
+                    {"torch_version", compat::torch_version()},
+                    {"device", run_.device.str()},
+                    {"threads", torch::get_num_threads()},
+                    {"ranks", dist::world_size()},
+                    {"status", exit_code_ == 0 ? "done" : exit_code_ == kExitInterrupted ? "interrupted" : "failed"},
+                    {"stages", json::array()}};
+    for (const auto& r : results_) summary["stages"].push_back(to_json(r));
+    // A pipeline may contribute run-level sections (e.g. the eval stage's comparison table).
+    for (const auto& r : results_)
+      if (r.metrics.contains("summary") && r.metrics["summary"].is_object())
+        for (const auto& [k, v] : r.metrics["summary"].items()) summary[k] = v;
+    if (is_main_process()) {
+      write_file_atomic(out_dir_ / "summary.json", summary.dump(2, ' ', false, json::error_handler_t::replace) + "\n");
+      print_table(results_);
+      log_line("run", "summary written to " + (out_dir_ / "summary.json").string());
+    }
+  }
+
+  const Recipe& recipe_;
+  const RunOptions& options_;
+  const RunSettings run_;
+  const fs::path out_dir_;
+  std::map<std::string, json> previous_;       // each stage's stage.json from earlier runs
+  std::vector<StageResult> results_;
+  std::map<std::string, fs::path> stage_dirs_;  // stages with an output to read
+  int exit_code_ = 0;
+  std::set<std::string> ran_;  // stages that ran in this invocation (or are out of date): what reads them is out of date
+};
+
+}  // namespace
+
+int run_recipe(const Recipe& recipe, const RunOptions& options) {
+  install_stop_handlers();
+  const int exit_code = RecipeRun(recipe, options, join_ranks(recipe)).run_all();
   dist::shutdown();  // rank 0 (the store's server) leaves last
   return exit_code;
 }

@@ -168,111 +168,155 @@ static void check_range(const Field& f, double v, const ConfigNode& n, const std
   ctx.errors.push_back(n.where().str() + ": " + path + ": must be " + want + ", got " + n.text());
 }
 
+// The checks of one value by its field's type. Each appends `where: path: what` to ctx.errors and
+// returns false when the value is wrong.
+namespace {
+
+struct ValueCheck {
+  const Field& f;
+  const ConfigNode& n;
+  const std::string& path;
+  ValidationContext& ctx;
+
+  bool fail(const std::string& what) const { return fail_at(n, what); }
+  bool fail_at(const ConfigNode& at, const std::string& what) const {
+    ctx.errors.push_back(at.where().str() + ": " + path + ": " + what);
+    return false;
+  }
+
+  bool integer() const {
+    int64_t v = 0;
+    if (f.allow_auto && n.text() == "auto") return true;
+    if (!parse_int(n.text(), &v))
+      return fail(std::string("expected a whole number") + (f.allow_auto ? " or auto" : "") + ", got " +
+                  shown(n));
+    check_range(f, static_cast<double>(v), n, path, ctx);
+    return true;
+  }
+
+  bool number() const {
+    double v = 0;
+    if (!parse_float(n.text(), &v)) return fail("expected a number, got " + shown(n));
+    check_range(f, v, n, path, ctx);
+    return true;
+  }
+
+  bool boolean() const {
+    bool v = false;
+    if (!parse_bool(n.text(), &v)) fail("expected true or false, got " + shown(n));
+    return true;  // as before: a wrong bool still gets its extra check
+  }
+
+  bool choice() const {
+    if (std::find(f.choices.begin(), f.choices.end(), n.text()) != f.choices.end()) return true;
+    std::string hint = did_you_mean(n.text(), f.choices);
+    return fail("expected one of " + join(f.choices) + ", got " + shown(n) +
+                (hint.empty() ? "" : " (" + hint + ")"));
+  }
+
+  void string_list() const {
+    if (n.is_sequence()) {
+      for (const auto& item : n.items())
+        if (!item.is_scalar()) fail_at(item, std::string("list items must be strings, got ") + item.kind_name());
+    } else if (!n.is_scalar()) {
+      fail("expected a list of strings, got " + std::string(n.kind_name()));
+    }
+  }
+
+  void section() const {
+    if (!n.is_map()) {
+      fail("expected a mapping of settings, got " + std::string(n.kind_name()));
+      return;
+    }
+    f.section->validate(n, path, ctx);
+  }
+
+  void stage_refs() const {
+    if (!f.list || n.is_scalar()) {
+      stage_ref(n);
+    } else if (n.is_sequence()) {
+      for (const auto& item : n.items()) stage_ref(item);
+    } else {
+      fail("expected a list of stages, got " + std::string(n.kind_name()));
+    }
+  }
+
+  // One stage reference: an earlier stage that produces what the field needs, or (allow_path) an
+  // existing path.
+  void stage_ref(const ConfigNode& item) const {
+    if (!item.is_scalar()) {
+      fail_at(item, "expected a stage name, got " + std::string(item.kind_name()));
+      return;
+    }
+    const std::string& name = item.text();
+    for (const auto& [stage, pipeline] : ctx.earlier_stages) {
+      if (stage != name) continue;
+      // An empty pipeline (unknown or missing, reported at that stage) is not checked.
+      if (f.produces && !pipeline.empty() && !produces(pipeline, *f.produces))
+        fail_at(item, wrong_kind(stage, pipeline));
+      return;
+    }
+    if (f.allow_path && std::filesystem::exists(name)) return;
+    std::vector<std::string> names;
+    for (const auto& s : ctx.earlier_stages) names.push_back(s.first);
+    std::string hint = did_you_mean(name, names);
+    fail_at(item, "'" + name + "' names no earlier stage" + (f.allow_path ? " and no existing path" : "") +
+                      (names.empty() ? " (there are none before this one)" : " (earlier: " + join(names) + ")") +
+                      (hint.empty() ? "" : "; " + hint));
+  }
+
+  const std::vector<Kind>& products(const std::string& pipeline) const {
+    static const std::vector<Kind> nothing;
+    auto it = ctx.products.find(pipeline);
+    return it == ctx.products.end() ? nothing : it->second;
+  }
+  bool produces(const std::string& pipeline, Kind kind) const {
+    const auto& kinds = products(pipeline);
+    return std::find(kinds.begin(), kinds.end(), kind) != kinds.end();
+  }
+
+  // "stage 'tok' runs pipeline 'tokenizer', expected a stage running sft or another stage that
+  // produces lm (pipelines: dpo, ppo, pretrain, sft); 'tokenizer' produces tokenizer"
+  std::string wrong_kind(const std::string& stage, const std::string& pipeline) const {
+    const std::string kind = kind_name(*f.produces);
+    std::vector<std::string> producers;
+    for (const auto& [name, kinds] : ctx.products)
+      if (std::find(kinds.begin(), kinds.end(), *f.produces) != kinds.end()) producers.push_back(name);
+    const std::string wanted = f.usual_producer.empty()
+                                   ? "a stage that produces " + kind
+                                   : "a stage running " + f.usual_producer + " or another stage that produces " + kind;
+    return "stage '" + stage + "' runs pipeline '" + pipeline + "', expected " + wanted +
+           (producers.empty() ? "" : " (pipelines: " + join(producers) + ")") + "; '" + pipeline +
+           "' produces " + kind_names(products(pipeline));
+  }
+};
+
+}  // namespace
+
 static void validate_value(const Field& f, const ConfigNode& n, const std::string& path,
                            ValidationContext& ctx) {
-  auto fail = [&](const std::string& what) {
-    ctx.errors.push_back(n.where().str() + ": " + path + ": " + what);
-  };
+  const ValueCheck check{f, n, path, ctx};
   const bool scalar_type = f.type != FieldType::Section && f.type != FieldType::StringList &&
                            f.type != FieldType::Any && !(f.type == FieldType::StageRef && f.list);
   if (scalar_type && !n.is_scalar()) {
-    fail("expected a single value, got " + std::string(n.kind_name()));
+    check.fail("expected a single value, got " + std::string(n.kind_name()));
     return;
   }
+  bool valid = true;
   switch (f.type) {
-    case FieldType::Int: {
-      int64_t v = 0;
-      if (f.allow_auto && n.text() == "auto") break;
-      if (!parse_int(n.text(), &v)) {
-        fail(std::string("expected a whole number") + (f.allow_auto ? " or auto" : "") + ", got " +
-             shown(n));
-        return;
-      }
-      check_range(f, static_cast<double>(v), n, path, ctx);
-      break;
-    }
-    case FieldType::Float: {
-      double v = 0;
-      if (!parse_float(n.text(), &v)) {
-        fail("expected a number, got " + shown(n));
-        return;
-      }
-      check_range(f, v, n, path, ctx);
-      break;
-    }
-    case FieldType::Bool: {
-      bool v = false;
-      if (!parse_bool(n.text(), &v)) fail("expected true or false, got " + shown(n));
-      break;
-    }
-    case FieldType::String:
-      break;
-    case FieldType::Enum:
-      if (std::find(f.choices.begin(), f.choices.end(), n.text()) == f.choices.end()) {
-        std::string hint = did_you_mean(n.text(), f.choices);
-        fail("expected one of " + join(f.choices) + ", got " + shown(n) +
-             (hint.empty() ? "" : " (" + hint + ")"));
-        return;
-      }
-      break;
-    case FieldType::StringList:
-      if (n.is_sequence()) {
-        for (const auto& item : n.items())
-          if (!item.is_scalar())
-            ctx.errors.push_back(item.where().str() + ": " + path + ": list items must be strings, got " +
-                                 item.kind_name());
-      } else if (!n.is_scalar()) {
-        fail("expected a list of strings, got " + std::string(n.kind_name()));
-      }
-      return;
-    case FieldType::Section:
-      if (!n.is_map()) {
-        fail("expected a mapping of settings, got " + std::string(n.kind_name()));
-        return;
-      }
-      f.section->validate(n, path, ctx);
-      return;
-    case FieldType::StageRef: {
-      auto check_ref = [&](const ConfigNode& item) {
-        auto fail_item = [&](const std::string& what) {
-          ctx.errors.push_back(item.where().str() + ": " + path + ": " + what);
-        };
-        if (!item.is_scalar()) return fail_item("expected a stage name, got " + std::string(item.kind_name()));
-        const std::string& name = item.text();
-        for (const auto& [stage, pipeline] : ctx.earlier_stages) {
-          if (stage != name) continue;
-          if (!f.choices.empty() && !pipeline.empty() &&
-              std::find(f.choices.begin(), f.choices.end(), pipeline) == f.choices.end())
-            fail_item("stage '" + name + "' runs pipeline '" + pipeline + "', expected a stage running " +
-                      join(f.choices, " or "));
-          return;
-        }
-        if (f.allow_path && std::filesystem::exists(name)) return;
-        std::vector<std::string> names;
-        for (const auto& s : ctx.earlier_stages) names.push_back(s.first);
-        std::string hint = did_you_mean(name, names);
-        fail_item("'" + name + "' names no earlier stage" + (f.allow_path ? " and no existing path" : "") +
-                  (names.empty() ? " (there are none before this one)" : " (earlier: " + join(names) + ")") +
-                  (hint.empty() ? "" : "; " + hint));
-      };
-      if (!f.list) {
-        check_ref(n);
-      } else if (n.is_sequence()) {
-        for (const auto& item : n.items()) check_ref(item);
-      } else if (n.is_scalar()) {
-        check_ref(n);
-      } else {
-        fail("expected a list of stages, got " + std::string(n.kind_name()));
-      }
-      return;
-    }
-    case FieldType::Any:
-      return;
+    case FieldType::Int: valid = check.integer(); break;
+    case FieldType::Float: valid = check.number(); break;
+    case FieldType::Bool: valid = check.boolean(); break;
+    case FieldType::String: break;
+    case FieldType::Enum: valid = check.choice(); break;
+    case FieldType::StringList: return check.string_list();
+    case FieldType::Section: return check.section();
+    case FieldType::StageRef: return check.stage_refs();
+    case FieldType::Any: return;
   }
-  if (f.check) {
-    std::string err = f.check(n);
-    if (!err.empty()) fail(err);
-  }
+  if (!valid || !f.check) return;
+  std::string err = f.check(n);
+  if (!err.empty()) check.fail(err);
 }
 
 void Schema::validate(const ConfigNode& node, const std::string& path, ValidationContext& ctx) const {
@@ -355,8 +399,9 @@ std::string Schema::reference(const std::string& heading_path) const {
     std::string def = f.required ? "**required**" : (f.has_default ? "`" + f.default_value + "`" : "");
     std::string help = f.help;
     if (f.type == FieldType::Enum) help += " (" + join(f.choices, " \\| ") + ")";
-    if (f.type == FieldType::StageRef && !f.choices.empty())
-      help += " (a stage running " + join(f.choices, " or ") + ")";
+    if (f.type == FieldType::StageRef && f.produces)
+      help += std::string(" (a stage that produces ") + kind_name(*f.produces) +
+              (f.usual_producer.empty() ? "" : ", usually " + f.usual_producer) + ")";
     out << "| `" << f.key << "` | " << type_name(f) << " | " << def << " | " << help << " |\n";
     if (f.type == FieldType::Section) sections.push_back(&f);
   }

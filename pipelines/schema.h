@@ -7,10 +7,12 @@
 #include <limits>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "pipelines/config.h"
+#include "pipelines/kind.h"
 
 namespace nurture {
 
@@ -22,7 +24,8 @@ enum class FieldType {
   Enum,        // one of `choices`
   StringList,  // a list of strings (a single string is read as a one-element list)
   Section,     // a nested mapping with its own schema
-  StageRef,    // the name of an earlier stage (or, if `allow_path`, an existing directory)
+  StageRef,    // the name of an earlier stage (or, if `allow_path`, an existing directory); with
+               // `produces`, a stage whose pipeline produces that kind
   Any,         // free-form (e.g. a plugin's own settings)
 };
 
@@ -38,7 +41,9 @@ struct Field {
   double min = -std::numeric_limits<double>::infinity();
   double max = std::numeric_limits<double>::infinity();
   bool min_exclusive = false;
-  std::vector<std::string> choices;                // Enum; StageRef: allowed pipelines (empty = any)
+  std::vector<std::string> choices;                // Enum
+  std::optional<Kind> produces;                    // StageRef: what the stage must produce (none = any)
+  std::string usual_producer;                      // StageRef: the pipeline messages suggest first
   bool allow_auto = false;                         // Int: the word "auto" is also accepted
   bool allow_path = false;                         // StageRef: an existing path is also accepted
   bool list = false;                               // StageRef: a list of them (`models: [sft, ppo]`)
@@ -53,7 +58,11 @@ struct Field {
   Field& or_auto() { allow_auto = true; return *this; }
   Field& or_path() { allow_path = true; return *this; }
   Field& as_list() { list = true; return *this; }
-  Field& from_pipelines(std::vector<std::string> names) { choices = std::move(names); return *this; }
+  // StageRef: the stage named must produce `kind` (any pipeline that declares it, plugins' too).
+  Field& producing(Kind kind) { produces = kind; return *this; }
+  // StageRef: the pipeline that usually provides it, named first in errors and the reference (a
+  // hint for people; any producer of the kind is accepted).
+  Field& usually(std::string pipeline) { usual_producer = std::move(pipeline); return *this; }
   Field& must_be_required() { required = true; has_default = false; return *this; }
   Field& checked(std::function<std::string(const ConfigNode&)> f) { check = std::move(f); return *this; }
 };
@@ -63,6 +72,8 @@ struct ValidationContext {
   std::vector<std::string> errors;
   // Stages before the one being validated, with their pipelines (for StageRef checks).
   std::vector<std::pair<std::string, std::string>> earlier_stages;
+  // What each registered pipeline produces (for StageRef fields that ask for a kind).
+  std::map<std::string, std::vector<Kind>> products;
   int world_size = 1;  // processes of a data-parallel run (from the environment)
 };
 

@@ -34,7 +34,7 @@ std::shared_ptr<const Schema> sft_schema() {
   s->add_bool("packing", false, "pack several conversations into each row of max_length tokens "
                                 "(kept apart by attention and positions) instead of padding each");
   s->add_bool("skip_bad_lines", false, "skip (and count) malformed lines instead of stopping");
-  add_model_fields(*s, {"pretrain", "sft"});
+  add_model_fields(*s);
   TrainingDefaults d;
   d.max_steps = 300;
   d.batch_size = 16;
@@ -158,7 +158,7 @@ class SftPipeline : public Pipeline {
 
 PipelineEntry sft_pipeline_entry() {
   return {"supervised fine-tuning on conversations (loss on the assistant's replies only)", sft_schema,
-          [] { return std::make_unique<SftPipeline>(); }, /*data_parallel=*/true};
+          [] { return std::make_unique<SftPipeline>(); }, /*data_parallel=*/true, /*produces=*/{Kind::lm}};
 }
 
 }  // namespace nurture

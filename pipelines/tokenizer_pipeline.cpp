@@ -85,7 +85,8 @@ class TokenizerPipeline : public Pipeline {
 
 PipelineEntry tokenizer_pipeline_entry() {
   return {"train the SentencePiece tokenizer later stages share", tokenizer_schema,
-          [] { return std::make_unique<TokenizerPipeline>(); }};
+          [] { return std::make_unique<TokenizerPipeline>(); }, /*data_parallel=*/false,
+          /*produces=*/{Kind::tokenizer}};
 }
 
 }  // namespace nurture

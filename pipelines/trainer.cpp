@@ -1,7 +1,6 @@
 // The shared training loop: settings, schedule, optimizer, checkpoints and Trainer::fit.
 #include "pipelines/trainer.h"
 
-#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <fstream>
@@ -114,13 +113,6 @@ std::unique_ptr<torch::optim::AdamW> make_adamw(torch::nn::Module& model, const 
 void set_learning_rate(torch::optim::Optimizer& optimizer, double lr) {
   for (auto& group : optimizer.param_groups()) group.options().set_lr(lr);
 }
-
-// ---- preemption -------------------------------------------------------------------------------------
-
-static std::atomic<bool> stop_flag{false};  // lock-free: safe to set from a signal handler
-void request_stop() { stop_flag.store(true); }
-bool stop_requested() { return stop_flag.load(); }
-void clear_stop_request() { stop_flag.store(false); }
 
 // ---- numerical faults -------------------------------------------------------------------------------
 
@@ -258,82 +250,112 @@ StepResult Trainer::step(const MicroStep& micro_step) {
   return r;
 }
 
+// ---- the loop ----------------------------------------------------------------------------------------
+
+namespace {
+
+// Running sums since the last log line, kept on the device. A checkpoint taken between two log
+// lines stores them (state.extra["log_window"]), so that a resumed run logs the same means as an
+// uninterrupted one.
+class LogWindow {
+ public:
+  explicit LogWindow(const json& extra) {
+    if (!extra.contains("log_window")) return;
+    const json& w = extra["log_window"];
+    auto scalar = [](double v) { return torch::scalar_tensor(v, torch::kFloat64); };
+    if (w.contains("loss")) loss_ = scalar(w["loss"]), units_ = scalar(w["units"]);
+    for (const auto& [k, v] : w["sums"].items()) sums_[k] = scalar(v);
+    tokens_ = w["tokens"];
+  }
+
+  void add(const StepResult& r) {
+    if (!r.skipped) {  // a skipped step's NaN stays out of the logged means
+      loss_ = loss_.defined() ? loss_ + r.loss_sum : r.loss_sum;
+      units_ = units_.defined() ? units_ + r.units : r.units;
+      for (const auto& [k, v] : r.sums) sums_[k] = sums_.count(k) ? sums_[k] + v : v;
+    }
+    tokens_ += r.tokens;
+  }
+
+  // The window's means (loss, each extra sum per unit), r's lr and gradient norm, and the
+  // throughput; then a new window starts.
+  json close(const StepResult& r) {
+    const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    const double units = units_.defined() ? units_.item<double>() : 0.0;
+    json means = {{"loss", loss_.defined() ? loss_.item<double>() / std::max(units, 1.0) : NAN},
+                  {"lr", r.lr},
+                  {"grad_norm", r.grad_norm.item<double>()},
+                  {"tokens_per_s", elapsed > 0 ? tokens_ / elapsed : 0.0}};
+    for (auto& [k, v] : sums_) means[k] = v.item<double>() / std::max(units, 1.0);
+    loss_ = units_ = torch::Tensor();
+    sums_.clear();
+    tokens_ = 0;
+    start_ = std::chrono::steady_clock::now();
+    return means;
+  }
+
+  json saved() const {
+    json w = {{"tokens", tokens_}, {"sums", json::object()}};
+    if (loss_.defined()) w["loss"] = loss_.item<double>(), w["units"] = units_.item<double>();
+    for (const auto& [k, v] : sums_) w["sums"][k] = v.item<double>();
+    return w;
+  }
+
+ private:
+  torch::Tensor loss_, units_;
+  std::map<std::string, torch::Tensor> sums_;
+  int64_t tokens_ = 0;
+  std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
+};
+
+// One metrics.jsonl record: `values` at `step` of `split` (train | val).
+void write_record(MetricsLog& metrics, json record, int64_t step, const std::string& split) {
+  record["step"] = step;
+  record["split"] = split;
+  metrics.write(record);
+}
+
+}  // namespace
+
 json Trainer::fit(const MicroStep& micro_step, const Evaluate& evaluate) {
   model_.train();
-
   MetricsLog metrics(ctx_.dir / "metrics.jsonl");
   Progress progress(ctx_.name, options_.max_steps);
   json last_train, last_eval;
   int64_t last_eval_step = -1;
   auto run_eval = [&] {
-    torch::NoGradGuard no_grad;
-    model_.eval();
-    last_eval = evaluate();
-    model_.train();
+    {
+      torch::NoGradGuard no_grad;
+      model_.eval();
+      last_eval = evaluate();
+      model_.train();
+    }
     last_eval_step = state_.step;
-    json record = last_eval;
-    record["step"] = state_.step;
-    record["split"] = "val";
-    metrics.write(record);
+    write_record(metrics, last_eval, state_.step, "val");
     std::ostringstream line;
     line << "step " << state_.step;
     for (const auto& [k, v] : last_eval.items()) line << " " << k << " " << v.dump();
     log_line(ctx_.name, line.str());
   };
-
-  // Running sums since the last log line, kept on the device. A checkpoint taken between two log
-  // lines stores them, so that a resumed run logs the same means as an uninterrupted one.
-  torch::Tensor loss_acc, units_acc;
-  std::map<std::string, torch::Tensor> sums_acc;
-  int64_t tokens_since_log = 0;
-  auto window_start = std::chrono::steady_clock::now();
-  if (state_.extra.contains("log_window")) {
-    const json& w = state_.extra["log_window"];
-    auto scalar = [](double v) { return torch::scalar_tensor(v, torch::kFloat64); };
-    if (w.contains("loss")) loss_acc = scalar(w["loss"]), units_acc = scalar(w["units"]);
-    for (const auto& [k, v] : w["sums"].items()) sums_acc[k] = scalar(v);
-    tokens_since_log = w["tokens"];
-  }
+  LogWindow window(state_.extra);
   auto checkpoint_with_window = [&] {
-    json w = {{"tokens", tokens_since_log}, {"sums", json::object()}};
-    if (loss_acc.defined()) w["loss"] = loss_acc.item<double>(), w["units"] = units_acc.item<double>();
-    for (const auto& [k, v] : sums_acc) w["sums"][k] = v.item<double>();
-    state_.extra["log_window"] = w;
+    state_.extra["log_window"] = window.saved();
     checkpoint();
   };
 
   while (state_.step < options_.max_steps) {
     const StepResult r = step(micro_step);
-    if (!r.skipped) {  // a skipped step's NaN stays out of the logged means
-      loss_acc = loss_acc.defined() ? loss_acc + r.loss_sum : r.loss_sum;
-      units_acc = units_acc.defined() ? units_acc + r.units : r.units;
-      for (const auto& [k, v] : r.sums) sums_acc[k] = sums_acc.count(k) ? sums_acc[k] + v : v;
-    }
-    tokens_since_log += r.tokens;
-
+    window.add(r);
     const bool last = state_.step == options_.max_steps;
     if (state_.step % options_.log_every == 0 || last) {
-      const double elapsed =
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - window_start).count();
-      const double units = units_acc.defined() ? units_acc.item<double>() : 0.0;
-      last_train = {{"loss", loss_acc.defined() ? loss_acc.item<double>() / std::max(units, 1.0) : NAN},
-                    {"lr", r.lr},
-                    {"grad_norm", r.grad_norm.item<double>()},
-                    {"tokens_per_s", elapsed > 0 ? tokens_since_log / elapsed : 0.0}};
-      for (auto& [k, v] : sums_acc) last_train[k] = v.item<double>() / std::max(units, 1.0);
+      last_train = window.close(r);
       state_.extra["last_train"] = last_train;  // a run resumed at its end still reports it
       json record = last_train;
-      record["step"] = state_.step;
-      record["split"] = "train";
       record["tokens"] = state_.tokens;
-      metrics.write(record);
+      write_record(metrics, record, state_.step, "train");
       progress.update(state_.step, {{"loss", fixed(last_train["loss"].get<double>(), 4)},
                                     {"lr", scientific(r.lr, 2)},
                                     {"tok/s", human_count(last_train["tokens_per_s"].get<double>())}});
-      loss_acc = units_acc = torch::Tensor();
-      sums_acc.clear();
-      tokens_since_log = 0;
-      window_start = std::chrono::steady_clock::now();
     }
     // Rank 0 evaluates; the others go on to the next step's all-reduce and wait for it there.
     if (((options_.eval_every > 0 && state_.step % options_.eval_every == 0) || last) && is_main_process()) {
@@ -351,7 +373,11 @@ json Trainer::fit(const MicroStep& micro_step, const Evaluate& evaluate) {
   }
   progress.finish();
   if (last_eval_step != state_.step && is_main_process()) run_eval();  // resumed at the end: evaluate once more
+  return final_metrics(last_eval, last_train);
+}
 
+// The last evaluation, the last training means as train_*, and the counts.
+json Trainer::final_metrics(const json& last_eval, json last_train) const {
   json result = last_eval;
   if (last_train.empty()) last_train = state_.extra.value("last_train", json::object());
   for (const auto& [k, v] : last_train.items()) result["train_" + k] = v;

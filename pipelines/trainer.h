@@ -23,6 +23,7 @@
 #include "pipelines/checkpoint.h"
 #include "pipelines/distributed.h"
 #include "pipelines/pipeline.h"
+#include "pipelines/stop.h"
 
 namespace nurture {
 
@@ -73,19 +74,6 @@ double learning_rate(const TrainingOptions& options, int64_t step);
 // fused kernel where LibTorch has it.
 std::unique_ptr<torch::optim::AdamW> make_adamw(torch::nn::Module& model, const TrainingOptions& options);
 void set_learning_rate(torch::optim::Optimizer& optimizer, double lr);
-
-// ---- preemption -------------------------------------------------------------------------------------
-
-// SIGTERM/SIGINT (the runner installs the handlers) ask the running stage to stop: the Trainer
-// checkpoints at the next step boundary and throws StageInterrupted. Running the same command
-// again resumes from that checkpoint.
-void request_stop();
-bool stop_requested();
-void clear_stop_request();
-
-struct StageInterrupted : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
 
 // ---- numerical faults -------------------------------------------------------------------------------
 
@@ -163,6 +151,7 @@ class Trainer {
 
  private:
   void checkpoint();
+  nlohmann::json final_metrics(const nlohmann::json& last_eval, nlohmann::json last_train) const;
   const StageContext& ctx_;
   torch::nn::Module& model_;
   TrainingOptions options_;

@@ -26,7 +26,7 @@ std::shared_ptr<const Schema> stage_schema() {
     s->add_enum("schedule", "cosine", {"cosine", "linear", "constant"}, "");
     s->add_string_list("train", "");
     s->add_section("model", model, "");
-    s->add_stage_ref("init_from", "").or_path().from_pipelines({"pretrain"});
+    s->add_stage_ref("init_from", "").or_path().producing(Kind::lm);
     s->add_stage_ref("models", "").as_list();
     s->add_any("extra", "");
     return s;
@@ -51,6 +51,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const ConfigNode* stages = root.is_map() ? root.find("stages") : nullptr;
   if (!stages || !stages->is_map()) return 0;
   ValidationContext ctx;
+  ctx.products = {{"pretrain", {Kind::lm}}, {"tokenizer", {Kind::tokenizer}}};
   for (const auto& e : stages->entries()) {
     const size_t before = ctx.errors.size();
     if (!e.value.is_map()) continue;
@@ -63,7 +64,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       settings.get_string_list("train");
       (void)to_yaml(resolved);
     }
-    ctx.earlier_stages.emplace_back(e.key, "pretrain");
+    ctx.earlier_stages.emplace_back(e.key, ctx.earlier_stages.size() % 2 ? "tokenizer" : "pretrain");
   }
   return 0;
 }

@@ -1,9 +1,11 @@
 // An example plugin, built as its own shared library and loaded by a recipe's `plugins:` list:
-// it adds a pipeline (`line_count`) and a reward function (`shorter_is_better`) without touching
-// the framework. Copy this file to start a plugin of your own.
+// it adds two pipelines (`line_count`, and `random_lm`, which produces a model later stages can
+// evaluate or fine-tune) and a reward function (`shorter_is_better`) without touching the
+// framework. Copy this file to start a plugin of your own.
 #include <fstream>
 #include <string>
 
+#include "pipelines/model_setup.h"
 #include "pipelines/plugin.h"
 
 namespace {
@@ -23,6 +25,27 @@ class LineCountPipeline : public nurture::Pipeline {
   }
 };
 
+// A freshly initialised model (from `model`, or `init_from` a model as it is), written as an lm
+// model directory: a stand-in for a plugin's own training stage. Because its registry entry says
+// it produces an lm, eval's `models`, sft's `init_from` and the like accept its stages.
+class RandomLmPipeline : public nurture::Pipeline {
+ public:
+  nlohmann::json run(const nurture::StageContext& ctx) override {
+    const nurture::Tokenizer tokenizer = nurture::stage_tokenizer(ctx);
+    nurture::Transformer model = nurture::build_language_model(ctx, tokenizer);
+    nurture::save_model_dir(ctx.dir / "model", *model, model->options, "lm", tokenizer);
+    int64_t parameters = 0;
+    for (const auto& p : model->parameters()) parameters += p.numel();
+    return {{"parameters", parameters}};
+  }
+};
+
+std::shared_ptr<const nurture::Schema> random_lm_schema() {
+  auto s = std::make_shared<nurture::Schema>();
+  nurture::add_model_fields(*s);
+  return s;
+}
+
 }  // namespace
 
 NURTURE_PLUGIN(registries) {
@@ -36,6 +59,11 @@ NURTURE_PLUGIN(registries) {
          return std::shared_ptr<const nurture::Schema>(s);
        },
        [] { return std::make_unique<LineCountPipeline>(); }});
+  registries.pipelines.add("random_lm", {"write a randomly initialised language model (example plugin)",
+                                         random_lm_schema,
+                                         [] { return std::make_unique<RandomLmPipeline>(); },
+                                         /*data_parallel=*/false,
+                                         /*produces=*/{nurture::Kind::lm}});
   registries.rewards.add("shorter_is_better", [](const nurture::RewardInput& in) {
     return -static_cast<double>(in.response.size());
   });
