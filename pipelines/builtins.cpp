@@ -36,11 +36,7 @@ void register_builtins(Registries& r) {
   r.pipelines.add("eval", eval_pipeline_entry());
   r.pipelines.add("reward_model", reward_model_pipeline_entry());
   r.pipelines.add("dpo", dpo_pipeline_entry());
-  // PPO's policy is an lm. (Declared here while ppo_pipeline.cpp is reworked elsewhere; it belongs
-  // in ppo_pipeline_entry() beside data_parallel, as in the other stages.)
-  PipelineEntry ppo = ppo_pipeline_entry();
-  if (ppo.produces.empty()) ppo.produces = {Kind::lm};
-  r.pipelines.add("ppo", std::move(ppo));
+  r.pipelines.add("ppo", ppo_pipeline_entry());
 
   for (const auto& name : preset_names()) r.model_presets.add(name, [name] { return preset(name); });
 

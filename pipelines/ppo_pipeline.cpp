@@ -61,8 +61,6 @@ namespace fs = std::filesystem;
 
 // ---- settings ---------------------------------------------------------------------------------------
 
-// ---- settings ---------------------------------------------------------------------------------------
-
 std::shared_ptr<const Schema> ppo_schema() {
   auto s = std::make_shared<Schema>();
   // What is trained, and against what.
@@ -520,7 +518,8 @@ class PpoPipeline : public Pipeline {
 PipelineEntry ppo_pipeline_entry() {
   return {"RLHF with PPO: improve a policy against a reward model and/or reward functions, with a "
           "KL penalty to its frozen starting point",
-          ppo_schema, [] { return std::make_unique<PpoPipeline>(); }, /*data_parallel=*/true};
+          ppo_schema, [] { return std::make_unique<PpoPipeline>(); }, /*data_parallel=*/true,
+          /*produces=*/{Kind::lm}};
 }
 
 }  // namespace nurture
