@@ -198,48 +198,53 @@ class Writer {
 // Separators of the pre-training lists (" -> " is the in-context tasks' own).
 const std::vector<std::string> kListSeparators = {" -> ", ": ", " = ", " - ", " | "};
 
-}  // namespace
+// The facts, and which of them SFT, the reward model and PPO may train on.
+struct World {
+  std::vector<Fact> facts;
+  std::vector<const Fact*> train, heldout;
+};
 
-json write_demo_data(const fs::path& dir, const DemoDataOptions& o) {
-  fs::create_directories(dir);
-  std::mt19937_64 rng(o.seed);
-  std::vector<Fact> facts = make_facts(o);
-
-  // Held-out split, per kind, so every kind is evaluated.
-  std::vector<size_t> order(facts.size());
+// Held-out split, per kind, so every kind is evaluated.
+void split_heldout(World& w, double heldout_fraction, std::mt19937_64& rng) {
+  std::vector<size_t> order(w.facts.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;
   std::shuffle(order.begin(), order.end(), rng);
-  std::vector<const Fact*> train, heldout;
   std::map<std::string, std::pair<size_t, size_t>> seen;  // kind -> (taken heldout, total)
-  for (const auto& f : facts) seen[f.kind].second++;
+  for (const auto& f : w.facts) seen[f.kind].second++;
   for (size_t i : order) {
-    auto& [taken, total] = seen[facts[i].kind];
-    if (taken < static_cast<size_t>(o.heldout_fraction * total)) {
-      heldout.push_back(&facts[i]);
+    auto& [taken, total] = seen[w.facts[i].kind];
+    if (taken < static_cast<size_t>(heldout_fraction * total)) {
+      w.heldout.push_back(&w.facts[i]);
       ++taken;
     } else {
-      train.push_back(&facts[i]);
+      w.train.push_back(&w.facts[i]);
     }
   }
+}
 
-  // Pre-training tells every fact, held-out ones included: that is the model's knowledge, which the
-  // later stages must draw out for questions they were never trained on. Prose sentences, one per
-  // line; a validation file holds fresh sentences of the same kind.
+// Pre-training tells every fact, held-out ones included: that is the model's knowledge, which the
+// later stages must draw out for questions they were never trained on. Prose sentences, one per
+// line; a validation file holds fresh sentences of the same kind.
+void write_prose(const fs::path& dir, const World& w, int64_t repeats, std::mt19937_64& rng, json& counts) {
   std::vector<std::string> sentences;
-  for (const auto& f : facts) {
-    for (int64_t r = 0; r < o.prose_repeats; ++r) sentences.push_back(tell(f, rng));
+  for (const auto& f : w.facts) {
+    for (int64_t r = 0; r < repeats; ++r) sentences.push_back(tell(f, rng));
   }
   std::shuffle(sentences.begin(), sentences.end(), rng);
   Writer pt(dir / "pretrain.txt"), pt_val(dir / "pretrain_val.txt");
   const size_t n_val = std::max<size_t>(1, sentences.size() / 20);
   for (size_t i = 0; i < sentences.size(); ++i) (i < n_val ? pt_val : pt).line(sentences[i]);
+  counts["pretrain_lines"] = pt.count();
+  counts["pretrain_val_lines"] = pt_val.count();
+}
 
-  // And lists, one per document: a few countries with their capitals or their continents, one entry
-  // per line, each list with its own separator. A model that reads them learns to continue a list in
-  // the format and relation its first lines show: in-context learning.
+// And lists, one per document: a few countries with their capitals or their continents, one entry
+// per line, each list with its own separator. A model that reads them learns to continue a list in
+// the format and relation its first lines show: in-context learning.
+void write_lists(const fs::path& dir, int64_t repeats, std::mt19937_64& rng, json& counts) {
   Writer lists(dir / "pretrain_lists.jsonl");
   const int64_t n_countries = static_cast<int64_t>(kCountries.size());
-  for (int64_t i = 0; i < o.prose_repeats * n_countries / 2; ++i) {
+  for (int64_t i = 0; i < repeats * n_countries / 2; ++i) {
     const std::string kind = rng() % 2 ? "capital" : "continent";
     const std::string& sep = kListSeparators[rng() % kListSeparators.size()];
     std::vector<const Country*> picked;
@@ -250,68 +255,96 @@ json write_demo_data(const fs::path& dir, const DemoDataOptions& o) {
       text += std::string(picked[n]->name) + sep + (kind == "capital" ? picked[n]->capital : picked[n]->continent) + "\n";
     lists.line(json{{"text", text}}.dump());
   }
+  counts["pretrain_lists"] = lists.count();
+}
 
-  // And dialogues, one per document: a few questions and their answers in a plain transcript
-  // ("User: What is the capital of Korea?\nAssistant: The capital of Korea is Seoul.\n"), as
-  // forums, interviews and FAQ pages have them, under speaker names that vary. Reading them, the
-  // model learns that in a conversation the reply answers the question just asked; SFT then only
-  // has to teach it ChatML's markers for the same turns. Every fact, held-out ones included.
+// And dialogues, one per document: a few questions and their answers in a plain transcript
+// ("User: What is the capital of Korea?\nAssistant: The capital of Korea is Seoul.\n"), as
+// forums, interviews and FAQ pages have them, under speaker names that vary. Reading them, the
+// model learns that in a conversation the reply answers the question just asked; SFT then only
+// has to teach it ChatML's markers for the same turns. Every fact, held-out ones included.
+void write_dialogues(const fs::path& dir, const World& w, int64_t repeats, std::mt19937_64& rng, json& counts) {
   Writer dialogues(dir / "pretrain_dialogues.jsonl");
-  for (int64_t i = 0; i < o.prose_repeats * static_cast<int64_t>(facts.size()) / 4; ++i) {
+  for (int64_t i = 0; i < repeats * static_cast<int64_t>(w.facts.size()) / 4; ++i) {
     const auto& [asks, answers] = kSpeakers[rng() % kSpeakers.size()];
     std::string text;
     for (int64_t turn = 0, turns = 2 + static_cast<int64_t>(rng() % 3); turn < turns; ++turn) {
-      const Fact& f = facts[rng() % facts.size()];
+      const Fact& f = w.facts[rng() % w.facts.size()];
       text += asks + ": " + question(f) + "\n" + answers + ": " + answer(f, f.value) + "\n";
     }
     dialogues.line(json{{"text", text}}.dump());
   }
+  counts["pretrain_dialogues"] = dialogues.count();
+}
 
-  // SFT: chat Q&A on training facts, in both record forms; half the answers are full sentences,
-  // half bare values. The held-out conversations (validation) have the full sentences.
+// SFT: chat Q&A on training facts, in both record forms; half the answers are full sentences,
+// half bare values. The held-out conversations (validation) have the full sentences.
+void write_sft(const fs::path& dir, const World& w, std::mt19937_64& rng, json& counts) {
   Writer sft(dir / "sft.jsonl"), sft_val(dir / "sft_val.jsonl");
-  for (const Fact* f : train) {
+  for (const Fact* f : w.train) {
     const std::string reply = rng() % 2 ? answer(*f, f->value) : terse_answer(*f);
     if (rng() % 4 == 0)
       sft.line(json{{"prompt", question(*f)}, {"response", reply}}.dump());
     else
       sft.line(json{{"messages", chat(*f, reply)}}.dump());
   }
-  for (const Fact* f : heldout) sft_val.line(json{{"messages", chat(*f, answer(*f, f->value))}}.dump());
+  for (const Fact* f : w.heldout) sft_val.line(json{{"messages", chat(*f, answer(*f, f->value))}}.dump());
+  counts["sft_examples"] = sft.count();
+  counts["sft_val_examples"] = sft_val.count();
+}
 
-  // Preferences: the full, right answer against a worse one drawn from the same split: for each
-  // training fact one bare, one rambling, one transcript, one about the other relation and four
-  // wrong (a reward model learns to check an answer against its question only from many different
-  // wrong ones); for each held-out fact one of each.
+// Preferences: the full, right answer against a worse one drawn from the same split: for each
+// training fact one bare, one rambling, one transcript, one about the other relation and four
+// wrong (a reward model learns to check an answer against its question only from many different
+// wrong ones); for each held-out fact one of each.
+void write_preferences(const fs::path& dir, const World& w, std::mt19937_64& rng, json& counts) {
   Writer prefs(dir / "prefs.jsonl"), prefs_val(dir / "prefs_val.jsonl");
-  for (const Fact* f : train)
+  for (const Fact* f : w.train)
     for (int flaw = 0; flaw < 8; ++flaw)
       prefs.line(json{{"prompt", question(*f)}, {"chosen", answer(*f, f->value)},
-                      {"rejected", worse_answer(*f, flaw, train, facts, rng)}}.dump());
-  for (const Fact* f : heldout)
+                      {"rejected", worse_answer(*f, flaw, w.train, w.facts, rng)}}.dump());
+  for (const Fact* f : w.heldout)
     for (int flaw = 0; flaw < 5; ++flaw)
       prefs_val.line(json{{"prompt", question(*f)}, {"chosen", answer(*f, f->value)},
-                          {"rejected", worse_answer(*f, flaw, heldout, facts, rng)}}.dump());
+                          {"rejected", worse_answer(*f, flaw, w.heldout, w.facts, rng)}}.dump());
+  counts["pref_pairs"] = prefs.count();
+  counts["pref_val_pairs"] = prefs_val.count();
+}
 
-  // PPO prompts (training facts) and held-out evaluation prompts, with reference answers.
+// PPO prompts (training facts) and held-out evaluation prompts, with reference answers; and the
+// in-context tasks: "Korea -> Seoul" (capital) and "Korea -> Asia" (continent) for every country.
+// The input alone does not say which relation is asked; the examples do.
+void write_prompts_and_tasks(const fs::path& dir, const World& w, json& counts) {
   Writer prompts(dir / "prompts.jsonl"), eval(dir / "eval_prompts.jsonl");
-  for (const Fact* f : train)
+  for (const Fact* f : w.train)
     prompts.line(json{{"prompt", question(*f)}, {"reference", answer(*f, f->value)}}.dump());
-  for (const Fact* f : heldout)
+  for (const Fact* f : w.heldout)
     eval.line(json{{"prompt", question(*f)}, {"reference", answer(*f, f->value)}}.dump());
-
-  // In-context learning: "Korea -> Seoul" (capital) and "Korea -> Asia" (continent) for every
-  // country. The input alone does not say which relation is asked; the examples do.
   Writer icl(dir / "icl.jsonl");
-  for (const auto& f : facts)
+  for (const auto& f : w.facts)
     if (f.kind != "sum") icl.line(json{{"input", f.subject}, {"target", f.value}, {"task", f.kind}}.dump());
+  counts["ppo_prompts"] = prompts.count();
+  counts["eval_prompts"] = eval.count();
+  counts["icl_examples"] = icl.count();
+}
 
-  return json{{"pretrain_lines", pt.count()},   {"pretrain_val_lines", pt_val.count()},
-              {"pretrain_lists", lists.count()}, {"pretrain_dialogues", dialogues.count()},
-              {"sft_examples", sft.count()},    {"sft_val_examples", sft_val.count()},
-              {"pref_pairs", prefs.count()},    {"pref_val_pairs", prefs_val.count()},
-              {"ppo_prompts", prompts.count()}, {"eval_prompts", eval.count()},
-              {"icl_examples", icl.count()}};
+}  // namespace
+
+// One random stream, drawn from in this order: the same seed writes the same files.
+json write_demo_data(const fs::path& dir, const DemoDataOptions& o) {
+  fs::create_directories(dir);
+  std::mt19937_64 rng(o.seed);
+  World world;
+  world.facts = make_facts(o);
+  split_heldout(world, o.heldout_fraction, rng);
+  json counts = json::object();
+  write_prose(dir, world, o.prose_repeats, rng, counts);
+  write_lists(dir, o.prose_repeats, rng, counts);
+  write_dialogues(dir, world, o.prose_repeats, rng, counts);
+  write_sft(dir, world, rng, counts);
+  write_preferences(dir, world, rng, counts);
+  write_prompts_and_tasks(dir, world, counts);
+  return counts;
 }
 
 }  // namespace nurture
