@@ -684,6 +684,79 @@ void TransformerImpl::reset_parameters() {
   init_linear(head, kInitStd);
 }
 
+namespace {
+
+// Key padding mask, segments and position ids of one call. The mask's values are segment ids: 0
+// is padding; a token attends only to tokens of its own segment, and positions count from the
+// segment's first real token. A 0/1 mask is one segment per row (padding anywhere); packed rows
+// number their documents 1, 2, 3, ... so that they do not see each other.
+struct Segments {
+  torch::Tensor key_mask;      // bool [B, S], undefined without an attention mask
+  torch::Tensor same_segment;  // bool [B, T, S]: query t and key s share a segment
+  torch::Tensor positions;     // [B, T] int64
+};
+
+Segments segments_of(const torch::Tensor& attention_mask, int64_t B, int64_t T, int64_t past,
+                     const torch::Device& device) {
+  const int64_t S = past + T;
+  Segments out;
+  if (!attention_mask.defined()) {
+    out.positions = torch::arange(past, S, torch::TensorOptions().dtype(torch::kLong).device(device))
+                        .unsqueeze(0)
+                        .expand({B, T});
+    return out;
+  }
+  TORCH_CHECK(attention_mask.dim() == 2 && attention_mask.size(0) == B && attention_mask.size(1) == S,
+              "attention_mask must be [B, cache length + T] = [", B, ", ", S, "], got ", attention_mask.sizes());
+  const auto segments = attention_mask.to(device, torch::kLong);  // [B, S]
+  out.key_mask = segments != 0;
+  const auto query_segments = segments.narrow(1, past, T).unsqueeze(2);  // [B, T, 1]
+  out.same_segment = segments.unsqueeze(1) == query_segments;            // [B, T, S]
+  // real tokens before each query, less those of earlier segments
+  const auto earlier = (segments.unsqueeze(1) < query_segments).logical_and(out.key_mask.unsqueeze(1));
+  out.positions = (out.key_mask.to(torch::kLong).cumsum(1).narrow(1, past, T) - 1 - earlier.sum(-1)).clamp_min(0);
+  return out;
+}
+
+// RoPE's cos and sin [B, T, D] for these positions, computed in float64 for a float64 model, else
+// float32, and returned in `dtype`.
+std::pair<torch::Tensor, torch::Tensor> rope_angles(const TransformerOptions& options, const torch::Tensor& positions,
+                                                    torch::ScalarType dtype) {
+  const auto angle_dtype = dtype == torch::kDouble ? torch::kDouble : torch::kFloat;
+  const auto topt = torch::TensorOptions().dtype(angle_dtype).device(positions.device());
+  const int64_t D = resolved_head_dim(options);
+  auto inv_freq = torch::pow(options.rope_theta(), -torch::arange(0, D, 2, topt) / static_cast<double>(D));
+  auto angles = positions.to(angle_dtype).unsqueeze(-1) * inv_freq;  // [B, T, D/2]
+  auto emb = torch::cat({angles, angles}, -1);                       // [B, T, D]
+  return {emb.cos().to(dtype), emb.sin().to(dtype)};
+}
+
+// The attention mask: causal AND real key AND same segment, OR the diagonal (so padding queries
+// attend to themselves and no row is empty) -> bool [B or 1, 1, T, S]. Without padding: none and
+// is_causal (flash kernels) for a fresh sequence, none for one new token after a cache.
+torch::Tensor attention_mask_of(const Segments& seg, int64_t T, int64_t past, const torch::Device& device,
+                                bool* is_causal) {
+  *is_causal = false;
+  if (!seg.key_mask.defined() && past == 0) {
+    *is_causal = true;
+    return {};
+  }
+  if (!seg.key_mask.defined() && T == 1) return {};
+  const int64_t S = past + T;
+  auto lopt = torch::TensorOptions().dtype(torch::kLong).device(device);
+  auto query_pos = torch::arange(past, S, lopt).unsqueeze(1);  // [T, 1]
+  auto key_pos = torch::arange(0, S, lopt).unsqueeze(0);       // [1, S]
+  auto allowed = (key_pos <= query_pos).unsqueeze(0);          // [1, T, S]
+  if (seg.key_mask.defined()) {
+    allowed = allowed.logical_and(seg.key_mask.unsqueeze(1))
+                  .logical_and(seg.same_segment)
+                  .logical_or((key_pos == query_pos).unsqueeze(0));
+  }
+  return allowed.unsqueeze(1);
+}
+
+}  // namespace
+
 torch::Tensor TransformerImpl::hidden_states(const torch::Tensor& idx, const torch::Tensor& attention_mask,
                                              KVCache* cache) {
   // idx: [B, T] -> [B, T, C]
@@ -701,68 +774,17 @@ torch::Tensor TransformerImpl::hidden_states(const torch::Tensor& idx, const tor
                 " for a model with ", options.n_layer(), " layers");
   }
   const auto device = idx.device();
-
-  // Key padding mask, segments and position ids. The mask's values are segment ids: 0 is padding;
-  // a token attends only to tokens of its own segment, and positions count from the segment's first
-  // real token. A 0/1 mask is one segment per row (padding anywhere); packed rows number their
-  // documents 1, 2, 3, ... so that they do not see each other.
-  torch::Tensor key_mask;       // bool [B, S]
-  torch::Tensor same_segment;   // bool [B, T, S]: query t and key s share a segment
-  torch::Tensor positions;      // [B, T] int64
-  if (attention_mask.defined()) {
-    TORCH_CHECK(attention_mask.dim() == 2 && attention_mask.size(0) == B && attention_mask.size(1) == S,
-                "attention_mask must be [B, cache length + T] = [", B, ", ", S, "], got ",
-                attention_mask.sizes());
-    const auto segments = attention_mask.to(device, torch::kLong);  // [B, S]
-    key_mask = segments != 0;
-    const auto query_segments = segments.narrow(1, past, T).unsqueeze(2);  // [B, T, 1]
-    same_segment = segments.unsqueeze(1) == query_segments;                // [B, T, S]
-    // real tokens before each query, less those of earlier segments
-    const auto earlier = (segments.unsqueeze(1) < query_segments).logical_and(key_mask.unsqueeze(1));
-    positions = (key_mask.to(torch::kLong).cumsum(1).narrow(1, past, T) - 1 - earlier.sum(-1)).clamp_min(0);
-  } else {
-    positions = torch::arange(past, S, torch::TensorOptions().dtype(torch::kLong).device(device))
-                    .unsqueeze(0)
-                    .expand({B, T});
-  }
+  const Segments seg = segments_of(attention_mask, B, T, past, device);
 
   const bool train = is_training();
   auto x = wte(idx);  // [B, T, C]
-  if (!wpe.is_empty()) x = x + wpe(positions);
+  if (!wpe.is_empty()) x = x + wpe(seg.positions);
   x = torch::dropout(x, train ? options.dropout() : 0.0, train);
 
-  // RoPE angles for these positions (float64 for a float64 model, else float32).
   torch::Tensor cos, sin;  // [B, T, D]
-  if (options.position() == PositionKind::kRope) {
-    const auto angle_dtype = x.scalar_type() == torch::kDouble ? torch::kDouble : torch::kFloat;
-    const auto topt = torch::TensorOptions().dtype(angle_dtype).device(device);
-    const int64_t D = resolved_head_dim(options);
-    auto inv_freq = torch::pow(options.rope_theta(), -torch::arange(0, D, 2, topt) / static_cast<double>(D));
-    auto angles = positions.to(angle_dtype).unsqueeze(-1) * inv_freq;  // [B, T, D/2]
-    auto emb = torch::cat({angles, angles}, -1);                       // [B, T, D]
-    cos = emb.cos().to(x.scalar_type());
-    sin = emb.sin().to(x.scalar_type());
-  }
-
-  // Attention mask: causal AND real key AND same segment, OR the diagonal (so padding queries
-  // attend to themselves and no row is empty). Without padding: is_causal (flash kernels) for a fresh
-  // sequence, nothing for one new token after a cache.
-  torch::Tensor mask;  // bool [B or 1, 1, T, S]
+  if (options.position() == PositionKind::kRope) std::tie(cos, sin) = rope_angles(options, seg.positions, x.scalar_type());
   bool is_causal = false;
-  if (!key_mask.defined() && past == 0) {
-    is_causal = true;
-  } else if (key_mask.defined() || T > 1) {
-    auto lopt = torch::TensorOptions().dtype(torch::kLong).device(device);
-    auto query_pos = torch::arange(past, S, lopt).unsqueeze(1);  // [T, 1]
-    auto key_pos = torch::arange(0, S, lopt).unsqueeze(0);       // [1, S]
-    auto allowed = (key_pos <= query_pos).unsqueeze(0);          // [1, T, S]
-    if (key_mask.defined()) {
-      allowed = allowed.logical_and(key_mask.unsqueeze(1))
-                    .logical_and(same_segment)
-                    .logical_or((key_pos == query_pos).unsqueeze(0));
-    }
-    mask = allowed.unsqueeze(1);
-  }
+  const torch::Tensor mask = attention_mask_of(seg, T, past, device, &is_causal);
 
   for (size_t i = 0; i < h->size(); ++i) {
     x = h->ptr<BlockImpl>(i)->forward(x, cos, sin, mask, is_causal, cache);
