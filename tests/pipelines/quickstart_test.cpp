@@ -51,10 +51,11 @@ TEST(Quickstart, SmallerRunShowsTheLifecycleDirections) {
   EXPECT_GE(stage["rm"]["val_accuracy"].get<double>(), 0.8);
 
   // The base model has never seen ChatML: it answers in a transcript's style ("A: 6 + 6 = 12.\nUser:
-  // ..."), never exactly (0 in every seed). SFT answers in the chat format with facts only
-  // pre-training told (held-out questions): exact match +0.24..+0.34. (The reward model's score of
-  // the base model's transcripts is not asserted: they hold right facts in a style it ranked low,
-  // and it scored them above SFT's replies in 1 seed of 5.)
+  // ..."), almost never exactly (0 in the 10 runs of docs/lifecycle_seeds.md, 1 of 67 in another).
+  // SFT answers in the chat format with facts only pre-training told (held-out questions): exact
+  // match +0.24..+0.34. (The reward model's score of the base model's transcripts is not asserted:
+  // they hold right facts in a style it ranked low, and it scored them above SFT's replies in 1
+  // seed of 5.)
   EXPECT_GT(at("sft", "exact_match"), at("pretrain", "exact_match") + 0.1);
   // PPO against the reward model and exact match raises both (reward +2.7..+4.6, exact match
   // +0.12..+0.25 over SFT) and stays near SFT (KL 0.7..1.8).
