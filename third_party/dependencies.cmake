@@ -74,7 +74,7 @@ find_path(NURTURE_JSON_INCLUDE nlohmann/json.hpp HINTS ${_nurture_hints} PATH_SU
 add_library(nurture_json INTERFACE)
 target_include_directories(nurture_json INTERFACE ${NURTURE_JSON_INCLUDE})
 
-# ---- OpenSSL's libcrypto (SHA-256 of checkpoint files, pipelines/manifest.cpp) ------------------
+# ---- OpenSSL's libcrypto (SHA-256 of checkpoint files, pipelines/train/manifest.cpp) ------------------
 if(NURTURE_DEPS_PREFIX AND NOT OPENSSL_ROOT_DIR)
   list(GET NURTURE_DEPS_PREFIX 0 OPENSSL_ROOT_DIR)
 endif()
@@ -83,7 +83,7 @@ find_package(OpenSSL REQUIRED COMPONENTS Crypto)
 # ---- SentencePiece, isolated ---------------------------------------------------------------------
 # Debian's libsentencepiece.so exports its bundled protobuf symbols, which clash with the
 # libprotobuf that libtorch loads. Nothing that links libtorch may link sentencepiece: the
-# tokenizer (modules/tokenizer.cpp) dlopen()s this shim with RTLD_LOCAL|RTLD_DEEPBIND, and the
+# tokenizer (modules/text/tokenizer.cpp) dlopen()s this shim with RTLD_LOCAL|RTLD_DEEPBIND, and the
 # shim alone links sentencepiece. Its interface is plain C (sentencepiece_shim/spm_shim.h).
 find_path(NURTURE_SPM_INCLUDE sentencepiece_processor.h HINTS ${_nurture_hints}
           PATH_SUFFIXES include REQUIRED)

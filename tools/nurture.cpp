@@ -1,4 +1,4 @@
-// The `nurture` executable. Every command lives in libnurture_pipelines (pipelines/cli.cpp); this
+// The `nurture` executable. Every command lives in libnurture_cli (pipelines/cli/cli.cpp); this
 // file only prepares the environment that LibTorch's libraries read once, while they load, and
 // then loads them. That is why it does not link them: a setting made in main() of a program
 // linked against LibTorch comes after libgomp has read it.
@@ -32,7 +32,7 @@ int main(int argc, char** argv) {
   const ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
   std::string dir = n > 0 ? std::string(self, static_cast<size_t>(n)) : std::string(argv[0]);
   dir = dir.substr(0, dir.rfind('/') + 1);
-  const std::string library = dir + "libnurture_pipelines.so";
+  const std::string library = dir + "libnurture_cli.so";
   void* handle = dlopen(library.c_str(), RTLD_NOW | RTLD_GLOBAL);
   if (handle == nullptr) {
     std::fprintf(stderr, "nurture: cannot load %s: %s\n", library.c_str(), dlerror());

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Regenerates docs/recipes.md's tables from the schemas the code validates against:
 #   tools/recipe_reference.sh [build/nurture] > docs/recipes.md
-# A test (tests/pipelines/recipe_reference_test.cpp) fails when the committed file is stale.
+# A test (tests/pipelines/cli/recipe_reference_test.cpp) fails when the committed file is stale.
 set -euo pipefail
 nurture=${1:-build/nurture}
 cat <<'HEADER'

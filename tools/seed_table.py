@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The seed table of a tools/seed_sweep.sh run: one row per seed of the quickstart's figures, then
 the smallest margin each of the lifecycle's directions had over the seeds, beside what
-tests/pipelines/quickstart_test.cpp asserts of it.
+tests/integration/quickstart_test.cpp asserts of it.
 
     python3 tools/seed_table.py runs/sweep-small
 """
@@ -28,7 +28,7 @@ COLUMNS = [
 ]
 
 # The lifecycle's directions, each as a margin (positive = the direction holds), and the threshold
-# tests/pipelines/quickstart_test.cpp asserts for it (None: not asserted, because some seed had it
+# tests/integration/quickstart_test.cpp asserts for it (None: not asserted, because some seed had it
 # near or below zero). A threshold sits well inside the smallest margin of the seeds
 # (docs/lifecycle_seeds.md).
 MARGINS = [

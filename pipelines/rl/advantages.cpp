@@ -1,8 +1,8 @@
 // Advantage estimators and whitening over the ranks (see advantages.h).
 #include "pipelines/rl/advantages.h"
 
-#include "modules/losses.h"
-#include "pipelines/distributed.h"
+#include "modules/objectives/losses.h"
+#include "pipelines/runtime/distributed.h"
 
 namespace nurture::rl {
 
@@ -23,6 +23,15 @@ torch::Tensor whiten_over_ranks(const torch::Tensor& x, const torch::Tensor& mas
   dist::all_reduce_sum(square);
   const auto var = square[0] / n * (sums[1] / (sums[1] - 1).clamp_min(1));
   return masked_whiten_with(x, mask, mean, var);
+}
+
+Registry<AdvantageEstimator>& advantage_estimator_registry() {
+  static Registry<AdvantageEstimator> registry = [] {
+    Registry<AdvantageEstimator> r("advantage estimator");
+    r.add("gae", gae_advantages);
+    return r;
+  }();
+  return registry;
 }
 
 }  // namespace nurture::rl

@@ -1,7 +1,7 @@
-// Advantage estimators behind one interface, registered by name (registries().advantages, as verl
-// registers its estimators): an estimator turns a rollout's per-token rewards (and the critic's
-// values, when it has one) into advantages and value targets. GAE is built in; a new estimator is
-// one function of AdvantageInput registered in register_builtins() or by a plugin.
+// Advantage estimators behind one interface, registered by name (advantage_estimator_registry(),
+// as verl registers its estimators): an estimator turns a rollout's per-token rewards (and the
+// critic's values, when it has one) into advantages and value targets. GAE is built in; a new
+// estimator is one function of AdvantageInput, added to the registry below or by a plugin.
 //
 // Letters: B rollout rows, N response positions.
 #pragma once
@@ -9,6 +9,8 @@
 
 #include <cstdint>
 #include <functional>
+
+#include "modules/core/registry.h"
 
 namespace nurture::rl {
 
@@ -29,7 +31,10 @@ struct Advantages {
 
 using AdvantageEstimator = std::function<Advantages(const AdvantageInput&)>;
 
-// Generalised advantage estimation (modules/losses.h gae) over the values; needs a critic.
+// The estimators by name: "gae", registered on first use, and those plugins add.
+Registry<AdvantageEstimator>& advantage_estimator_registry();
+
+// Generalised advantage estimation (modules/objectives/losses.h gae) over the values; needs a critic.
 Advantages gae_advantages(const AdvantageInput& in);
 
 // masked_whiten over the response tokens of every rank's rollout: the masked mean and (unbiased)

@@ -4,7 +4,7 @@
 #include <algorithm>
 #include <vector>
 
-#include "modules/model_dir.h"
+#include "modules/model/model_dir.h"
 
 namespace nurture::rl {
 

@@ -10,8 +10,8 @@
 #include <filesystem>
 #include <memory>
 
-#include "modules/heads.h"
-#include "modules/losses.h"
+#include "modules/model/heads.h"
+#include "modules/objectives/losses.h"
 #include "pipelines/rl/logprobs.h"
 #include "pipelines/rl/policy_update.h"
 #include "pipelines/rl/rollout.h"

@@ -3,7 +3,7 @@
 
 #include <stdexcept>
 
-#include "pipelines/distributed.h"
+#include "pipelines/runtime/distributed.h"
 
 namespace nurture::rl {
 

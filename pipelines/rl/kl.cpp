@@ -4,8 +4,8 @@
 #include <algorithm>
 #include <stdexcept>
 
-#include "modules/losses.h"
-#include "pipelines/log.h"
+#include "modules/objectives/losses.h"
+#include "pipelines/runtime/log.h"
 
 namespace nurture::rl {
 

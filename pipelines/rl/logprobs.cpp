@@ -4,7 +4,7 @@
 #include <algorithm>
 #include <vector>
 
-#include "modules/losses.h"
+#include "modules/objectives/losses.h"
 
 namespace nurture::rl {
 

@@ -8,7 +8,7 @@
 
 #include <cstdint>
 
-#include "modules/transformer.h"
+#include "modules/model/transformer.h"
 #include "pipelines/rl/rollout.h"
 
 namespace nurture::rl {

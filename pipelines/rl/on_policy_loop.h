@@ -14,10 +14,10 @@
 #include <string>
 #include <vector>
 
-#include "pipelines/checkpoint.h"
-#include "pipelines/log.h"
-#include "pipelines/pipeline.h"
-#include "pipelines/trainer.h"
+#include "pipelines/recipe/stage.h"
+#include "pipelines/runtime/log.h"
+#include "pipelines/train/checkpoint.h"
+#include "pipelines/train/trainer.h"
 
 namespace nurture::rl {
 

@@ -4,7 +4,7 @@
 #include <algorithm>
 #include <limits>
 
-#include "modules/compat.h"
+#include "modules/core/compat.h"
 
 namespace nurture::rl {
 

@@ -10,12 +10,12 @@
 #include <memory>
 #include <string>
 
-#include "modules/losses.h"
-#include "modules/transformer.h"
-#include "pipelines/distributed.h"
+#include "modules/model/transformer.h"
+#include "modules/objectives/losses.h"
 #include "pipelines/rl/logprobs.h"
 #include "pipelines/rl/rollout.h"
-#include "pipelines/trainer.h"
+#include "pipelines/runtime/distributed.h"
+#include "pipelines/train/trainer.h"
 
 namespace nurture::rl {
 
@@ -48,7 +48,7 @@ class TrainedModel {
 void for_each_minibatch(int64_t rows, int64_t minibatch, int64_t epochs, uint64_t seed, int64_t iteration,
                         const torch::Device& device, const std::function<void(const torch::Tensor&)>& step);
 
-// PPO's clipped surrogate (modules/losses.h ppo_policy_loss) of `policy` on rows `mb` of the
+// PPO's clipped surrogate (modules/objectives/losses.h ppo_policy_loss) of `policy` on rows `mb` of the
 // rollout, against the rollout's logprobs (π_old) and advantages; with gradients.
 PolicyLoss clipped_policy_loss(Transformer& policy, const Rollout& r, const RolloutRows& mb, double temperature,
                                double clip_eps);

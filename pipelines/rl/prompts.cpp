@@ -4,7 +4,7 @@
 #include <algorithm>
 #include <stdexcept>
 
-#include "pipelines/trainer.h"
+#include "pipelines/train/trainer.h"
 
 namespace nurture::rl {
 

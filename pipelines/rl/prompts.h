@@ -8,10 +8,10 @@
 #include <string>
 #include <vector>
 
-#include "modules/chat_template.h"
-#include "modules/tokenizer.h"
-#include "pipelines/checkpoint.h"
-#include "pipelines/data.h"
+#include "modules/text/chat_template.h"
+#include "modules/text/tokenizer.h"
+#include "pipelines/data/data.h"
+#include "pipelines/train/checkpoint.h"
 
 namespace nurture::rl {
 

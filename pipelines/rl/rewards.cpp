@@ -2,10 +2,11 @@
 #include "pipelines/rl/rewards.h"
 
 #include <algorithm>
+#include <cctype>
 #include <stdexcept>
 
-#include "modules/model_dir.h"
-#include "pipelines/batch.h"
+#include "modules/model/model_dir.h"
+#include "pipelines/data/batch.h"
 
 namespace nurture::rl {
 
@@ -81,11 +82,29 @@ std::unique_ptr<RewardModelScorer> load_reward_scorer(const std::filesystem::pat
 
 // ---- reward functions -------------------------------------------------------------------------------
 
+namespace {
+
+std::string normalize_answer(const std::string& s) {
+  std::string out;
+  for (unsigned char c : s) {
+    if (std::isspace(c)) {
+      if (!out.empty() && out.back() != ' ') out += ' ';
+    } else {
+      out += static_cast<char>(std::tolower(c));
+    }
+  }
+  while (!out.empty() && (out.back() == ' ' || out.back() == '.')) out.pop_back();
+  return out;
+}
+
+}  // namespace
+
+
 RewardFunctions::RewardFunctions(const std::vector<std::string>& names, const std::string& where) {
   for (const auto& name : names) {
-    if (!registries().rewards.contains(name))
-      throw std::runtime_error(where + ": " + registries().rewards.unknown(name));
-    functions_.emplace_back(name, registries().rewards.get(name));
+    if (!reward_function_registry().contains(name))
+      throw std::runtime_error(where + ": " + reward_function_registry().unknown(name));
+    functions_.emplace_back(name, reward_function_registry().get(name));
   }
 }
 
@@ -135,3 +154,19 @@ std::vector<double> WeightedRewards::score(const std::vector<const PromptExample
 }
 
 }  // namespace nurture::rl
+
+namespace nurture {
+
+Registry<RewardFunction>& reward_function_registry() {
+  static Registry<RewardFunction> registry = [] {
+    Registry<RewardFunction> r("reward function");
+    r.add("exact_match", [](const RewardInput& in) {
+      if (in.reference.empty()) return 0.0;
+      return rl::normalize_answer(in.response) == rl::normalize_answer(in.reference) ? 1.0 : 0.0;
+    });
+    return r;
+  }();
+  return registry;
+}
+
+}  // namespace nurture

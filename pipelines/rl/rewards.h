@@ -6,16 +6,35 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
-#include "modules/chat_template.h"
-#include "modules/heads.h"
-#include "modules/sampling.h"
-#include "modules/tokenizer.h"
-#include "pipelines/registry.h"
+#include "modules/core/registry.h"
+#include "modules/generation/sampling.h"
+#include "modules/model/heads.h"
+#include "modules/text/chat_template.h"
+#include "modules/text/tokenizer.h"
+#include "pipelines/data/jsonl.h"
+
+namespace nurture {
+
+// A reward function scores one sampled response (rule-based rewards for PPO and evaluation).
+struct RewardInput {
+  const std::string& prompt;     // the prompt text (last user message for chats)
+  const std::string& response;   // the decoded response, without the stop token
+  const std::string& reference;  // the data's `reference` answer, "" if none
+};
+using RewardFunction = std::function<double(const RewardInput&)>;
+
+// The reward functions a recipe's `reward_functions` may name: "exact_match" (1 when the response
+// equals the reference, case, surrounding spaces and a final period ignored), registered on first
+// use, and those plugins add.
+Registry<RewardFunction>& reward_function_registry();
+
+}  // namespace nurture
 
 namespace nurture::rl {
 
@@ -73,7 +92,7 @@ std::unique_ptr<RewardModelScorer> load_reward_scorer(const std::filesystem::pat
 // Σ of registered reward functions of (reward_prompt, reply, reference).
 class RewardFunctions : public RewardSource {
  public:
-  // Looks every name up in registries().rewards; an unknown one is a std::runtime_error
+  // Looks every name up in reward_function_registry(); an unknown one is a std::runtime_error
   // "<where>: unknown reward function ...".
   RewardFunctions(const std::vector<std::string>& names, const std::string& where);
   std::vector<double> score(const std::vector<const PromptExample*>& examples,

@@ -3,7 +3,7 @@
 
 #include <algorithm>
 
-#include "modules/compat.h"
+#include "modules/core/compat.h"
 
 namespace nurture::rl {
 

@@ -12,10 +12,10 @@
 #include <string>
 #include <vector>
 
-#include "modules/chat_template.h"
-#include "modules/sampling.h"
-#include "modules/tokenizer.h"
-#include "modules/transformer.h"
+#include "modules/generation/sampling.h"
+#include "modules/model/transformer.h"
+#include "modules/text/chat_template.h"
+#include "modules/text/tokenizer.h"
 #include "pipelines/rl/prompts.h"
 
 namespace nurture::rl {

@@ -8,7 +8,7 @@
 #include <fstream>
 #include <string>
 
-#include "pipelines/jsonl.h"
+#include "pipelines/data/jsonl.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static const std::filesystem::path file =

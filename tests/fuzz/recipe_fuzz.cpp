@@ -5,8 +5,8 @@
 #include <cstdint>
 #include <string>
 
-#include "pipelines/config.h"
-#include "pipelines/schema.h"
+#include "pipelines/recipe/config.h"
+#include "pipelines/recipe/schema.h"
 
 namespace {
 

@@ -5,13 +5,13 @@
 #include <fstream>
 #include <string>
 
-#include "pipelines/model_setup.h"
-#include "pipelines/plugin.h"
+#include "pipelines/runner/plugin.h"
+#include "pipelines/train/model_setup.h"
 
 namespace {
 
 // Counts the lines of a text file and the lines containing a word.
-class LineCountPipeline : public nurture::Pipeline {
+class LineCountStage : public nurture::Stage {
  public:
   nlohmann::json run(const nurture::StageContext& ctx) override {
     const std::string path = ctx.settings.get_string("file");
@@ -28,7 +28,7 @@ class LineCountPipeline : public nurture::Pipeline {
 // A freshly initialised model (from `model`, or `init_from` a model as it is), written as an lm
 // model directory: a stand-in for a plugin's own training stage. Because its registry entry says
 // it produces an lm, eval's `models`, sft's `init_from` and the like accept its stages.
-class RandomLmPipeline : public nurture::Pipeline {
+class RandomLmStage : public nurture::Stage {
  public:
   nlohmann::json run(const nurture::StageContext& ctx) override {
     const nurture::Tokenizer tokenizer = nurture::stage_tokenizer(ctx);
@@ -58,10 +58,10 @@ NURTURE_PLUGIN(registries) {
          s->add_string("word", "the", "also count lines containing this word");
          return std::shared_ptr<const nurture::Schema>(s);
        },
-       [] { return std::make_unique<LineCountPipeline>(); }});
+       [] { return std::make_unique<LineCountStage>(); }});
   registries.pipelines.add("random_lm", {"write a randomly initialised language model (example plugin)",
                                          random_lm_schema,
-                                         [] { return std::make_unique<RandomLmPipeline>(); },
+                                         [] { return std::make_unique<RandomLmStage>(); },
                                          /*data_parallel=*/false,
                                          /*produces=*/{nurture::Kind::lm}});
   registries.rewards.add("shorter_is_better", [](const nurture::RewardInput& in) {

@@ -1,5 +1,5 @@
 // The plain-C interface of libnurture_spm_shim.so, the only nurture binary that links
-// SentencePiece. modules/tokenizer.cpp loads it apart (open_spm_shim(): RTLD_LOCAL | RTLD_DEEPBIND,
+// SentencePiece. modules/text/tokenizer.cpp loads it apart (open_spm_shim(): RTLD_LOCAL | RTLD_DEEPBIND,
 // or a link namespace of its own under AddressSanitizer) and looks these functions up by name,
 // so SentencePiece's bundled protobuf never meets the libprotobuf that LibTorch loads. Nothing
 // crosses this boundary as a C++ object: text goes in as (pointer, length), results come back

@@ -1,5 +1,5 @@
 // Tests for pipelines/rl/rollout.h and prompts.h: seeds, the batch of several samples per prompt,
-// and replies decoded without their stop token (modules/sampling.h reply_ids).
+// and replies decoded without their stop token (modules/generation/sampling.h reply_ids).
 #include "pipelines/rl/rollout.h"
 
 #include <gmock/gmock.h>
