@@ -1,7 +1,8 @@
-// What every lifecycle stage is: a Stage that runs one stage of a recipe into its own
-// directory and returns its final metrics. A pipeline is registered with a Schema of its
+// What every lifecycle stage is. A recipe's stage names its `pipeline:`; the pipeline is a Stage
+// implementation, registered (pipelines/stages/stages.h) as a StageEntry with a Schema of its
 // settings, so recipes are validated before any stage runs, and with what it produces (an lm, a
-// tokenizer, ...), so that later stages can ask for a kind rather than for pipeline names.
+// tokenizer, ...), so that later stages can ask for a kind rather than for pipeline names. Its
+// run() executes one stage into its own directory and returns the stage's final metrics.
 #pragma once
 #include <torch/types.h>
 
