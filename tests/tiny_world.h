@@ -4,8 +4,13 @@
 #pragma once
 #include <torch/torch.h>
 
+#include <cstddef>
+#include <cstdint>
 #include <filesystem>
+#include <nlohmann/json.hpp>
+#include <random>
 #include <string>
+#include <vector>
 
 #include "modules/model/model_dir.h"
 #include "modules/model/transformer.h"
@@ -49,6 +54,47 @@ inline std::filesystem::path save_random_lm(const std::filesystem::path& dir, Tr
   save_model(dir, *model, options, "lm");
   tokenizer.save((dir / kTokenizerFileName).string());
   return dir;
+}
+
+// The preference task the reward-model and DPO tests learn, over these words: `n` pairs (prompt, chosen, rejected)
+// whose chosen reply says "thanks" somewhere and whose rejected reply has an ordinary word in that
+// place instead (same length, same other words). The same pairs for the same seed.
+inline const std::vector<std::string>& preference_words() {
+  static const std::vector<std::string> words = {"red",  "blue", "green", "cat",  "dog",  "sun",
+                                                 "moon", "tree", "rock",  "fish", "bird", "star"};
+  return words;
+}
+
+inline std::vector<nlohmann::json> preference_pairs(int n, uint32_t seed) {
+  const std::vector<std::string>& words = preference_words();
+  std::mt19937 rng(seed);
+  auto word = [&] { return words[rng() % words.size()]; };
+  auto join = [](const std::vector<std::string>& ws) {
+    std::string out;
+    for (const auto& w : ws) out += (out.empty() ? "" : " ") + w;
+    return out;
+  };
+  std::vector<nlohmann::json> pairs;
+  for (int i = 0; i < n; ++i) {
+    std::vector<std::string> reply;
+    for (int k = 0, len = 3 + static_cast<int>(rng() % 4); k < len; ++k) reply.push_back(word());
+    const auto at = static_cast<std::ptrdiff_t>(rng() % (reply.size() + 1));
+    auto chosen = reply, rejected = reply;
+    chosen.insert(chosen.begin() + at, "thanks");
+    rejected.insert(rejected.begin() + at, word());
+    const std::string a = word(), b = word();
+    pairs.push_back({{"prompt", "Tell me about the " + a + " " + b + "."},
+                     {"chosen", join(chosen)},
+                     {"rejected", join(rejected)}});
+  }
+  return pairs;
+}
+
+// Records as JSONL text, one per line.
+inline std::string jsonl(const std::vector<nlohmann::json>& records) {
+  std::string out;
+  for (const auto& r : records) out += r.dump() + "\n";
+  return out;
 }
 
 }  // namespace nurture::testing

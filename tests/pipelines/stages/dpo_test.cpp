@@ -24,41 +24,6 @@ using json = nlohmann::json;
 using namespace nurture::testing;
 namespace fs = std::filesystem;
 
-const std::vector<std::string> kWords = {"red",  "blue", "green", "cat",  "dog",  "sun",
-                                         "moon", "tree", "rock",  "fish", "bird", "star"};
-
-// Pairs whose chosen reply says "thanks" somewhere and whose rejected reply has an ordinary word
-// in that place instead.
-std::vector<json> preference_pairs(int n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  auto word = [&] { return kWords[rng() % kWords.size()]; };
-  auto join = [](const std::vector<std::string>& words) {
-    std::string out;
-    for (const auto& w : words) out += (out.empty() ? "" : " ") + w;
-    return out;
-  };
-  std::vector<json> pairs;
-  for (int i = 0; i < n; ++i) {
-    std::vector<std::string> reply;
-    for (int k = 0, len = 3 + static_cast<int>(rng() % 4); k < len; ++k) reply.push_back(word());
-    const auto at = static_cast<std::ptrdiff_t>(rng() % (reply.size() + 1));
-    auto chosen = reply, rejected = reply;
-    chosen.insert(chosen.begin() + at, "thanks");
-    rejected.insert(rejected.begin() + at, word());
-    const std::string a = word(), b = word();
-    pairs.push_back({{"prompt", "Tell me about the " + a + " " + b + "."},
-                     {"chosen", join(chosen)},
-                     {"rejected", join(rejected)}});
-  }
-  return pairs;
-}
-
-std::string jsonl(const std::vector<json>& records) {
-  std::string out;
-  for (const auto& r : records) out += r.dump() + "\n";
-  return out;
-}
-
 // Σ log p(reply tokens | everything before) under `model`: the reply's content and its
 // <|im_end|>, as the ChatML loss mask marks them for a one-turn prompt.
 double reply_logprob(Transformer& model, const Tokenizer& tokenizer, const std::string& prompt,

@@ -25,41 +25,6 @@ using json = nlohmann::json;
 using namespace nurture::testing;
 namespace fs = std::filesystem;
 
-const std::vector<std::string> kWords = {"red",  "blue", "green", "cat",  "dog",  "sun",
-                                         "moon", "tree", "rock",  "fish", "bird", "star"};
-
-// Pairs whose chosen reply says "thanks" somewhere and whose rejected reply has an ordinary word
-// in that place instead: same length, same other words.
-std::vector<json> preference_pairs(int n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  auto word = [&] { return kWords[rng() % kWords.size()]; };
-  auto join = [](const std::vector<std::string>& words) {
-    std::string out;
-    for (const auto& w : words) out += (out.empty() ? "" : " ") + w;
-    return out;
-  };
-  std::vector<json> pairs;
-  for (int i = 0; i < n; ++i) {
-    std::vector<std::string> reply;
-    for (int k = 0, len = 3 + static_cast<int>(rng() % 4); k < len; ++k) reply.push_back(word());
-    const auto at = static_cast<std::ptrdiff_t>(rng() % (reply.size() + 1));
-    auto chosen = reply, rejected = reply;
-    chosen.insert(chosen.begin() + at, "thanks");
-    rejected.insert(rejected.begin() + at, word());
-    const std::string a = word(), b = word();
-    pairs.push_back({{"prompt", "Tell me about the " + a + " " + b + "."},
-                     {"chosen", join(chosen)},
-                     {"rejected", join(rejected)}});
-  }
-  return pairs;
-}
-
-std::string jsonl(const std::vector<json>& records) {
-  std::string out;
-  for (const auto& r : records) out += r.dump() + "\n";
-  return out;
-}
-
 class RewardModelTest : public Seeded {
  protected:
   void SetUp() override {
@@ -184,7 +149,7 @@ TEST_F(RewardModelTest, TooLongPairsLoseThePromptStartOrAreDropped) {
   };
   std::string long_text;
   for (int i = 0; i < 4; ++i)
-    for (const auto& w : kWords) long_text += w + " ";
+    for (const auto& w : preference_words()) long_text += w + " ";
   const int64_t max_length = std::max(length("Hi.", "thanks"), length("Hi.", "red")) + 2;
   ASSERT_GT(length(long_text, "thanks"), max_length);
   ASSERT_GT(length("Hi.", long_text), 2 * max_length);
