@@ -90,6 +90,17 @@ inline std::vector<nlohmann::json> preference_pairs(int n, uint32_t seed) {
   return pairs;
 }
 
+// A BPE tokenizer trained on the prompts and replies of preference_pairs(300, 7) in `dir`, and a
+// random llama_micro model (block size 96, seed 0) saved with it as the model directory dir/<name>.
+inline std::filesystem::path preference_model_dir(const std::filesystem::path& dir, const std::string& name) {
+  std::string corpus;
+  for (const auto& p : preference_pairs(300, 7))
+    corpus += p["prompt"].get<std::string>() + " " + p["chosen"].get<std::string>() + " " +
+              p["rejected"].get<std::string>() + "\n";
+  const Tokenizer tokenizer = train_tiny_tokenizer(dir, corpus, {/*vocab_size=*/300});
+  return save_random_lm(dir / name, preset("llama_micro").block_size(96), tokenizer, /*seed=*/0);
+}
+
 // Records as JSONL text, one per line.
 inline std::string jsonl(const std::vector<nlohmann::json>& records) {
   std::string out;

@@ -23,12 +23,12 @@ std::map<std::string, std::set<std::string>> reachable_layers() {
   std::map<std::string, std::vector<std::string>> deps(kLayers.begin(), kLayers.end());
   std::map<std::string, std::set<std::string>> out;
   for (const auto& [layer, unused] : kLayers) {
-    std::vector<std::string> todo = {layer};
-    while (!todo.empty()) {
-      const std::string next = todo.back();
-      todo.pop_back();
+    std::vector<std::string> pending = {layer};
+    while (!pending.empty()) {
+      const std::string next = pending.back();
+      pending.pop_back();
       if (!out[layer].insert(next).second) continue;
-      for (const auto& d : deps[next]) todo.push_back(d);
+      for (const auto& d : deps[next]) pending.push_back(d);
     }
   }
   return out;

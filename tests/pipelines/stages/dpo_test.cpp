@@ -44,14 +44,7 @@ class DpoTest : public Seeded {
   }
 
   // A tokenizer trained on the task's words and a random llama_micro model, as a model directory.
-  fs::path tiny_model_dir() {
-    std::string corpus;
-    for (const auto& p : preference_pairs(300, 7))
-      corpus += p["prompt"].get<std::string>() + " " + p["chosen"].get<std::string>() + " " +
-                p["rejected"].get<std::string>() + "\n";
-    const Tokenizer tokenizer = train_tiny_tokenizer(dir_, corpus, {/*vocab_size=*/300});
-    return save_random_lm(dir_ / "sft", preset("llama_micro").block_size(96), tokenizer, /*seed=*/0);
-  }
+  fs::path tiny_model_dir() { return preference_model_dir(dir_, "sft"); }
 
   int run(const std::string& stages) {
     const fs::path recipe = write_file(dir_ / "r.yaml", "seed: 0\nthreads: 1\nstages:\n" + stages);

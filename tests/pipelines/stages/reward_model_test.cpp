@@ -34,14 +34,7 @@ class RewardModelTest : public Seeded {
   }
 
   // A tokenizer trained on the task's words and a random llama_micro backbone, as a model directory.
-  fs::path tiny_model_dir() {
-    std::string corpus;
-    for (const auto& p : preference_pairs(300, 7))
-      corpus += p["prompt"].get<std::string>() + " " + p["chosen"].get<std::string>() + " " +
-                p["rejected"].get<std::string>() + "\n";
-    const Tokenizer tokenizer = train_tiny_tokenizer(dir_, corpus, {/*vocab_size=*/300});
-    return save_random_lm(dir_ / "init", preset("llama_micro").block_size(96), tokenizer, /*seed=*/0);
-  }
+  fs::path tiny_model_dir() { return preference_model_dir(dir_, "init"); }
 
   // Runs `stages` (YAML under `stages:`) through the runner; returns its exit status.
   int run(const std::string& stages) {
