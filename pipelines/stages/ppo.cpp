@@ -22,9 +22,7 @@
 //
 // Letters: B rollout rows, P prompt positions (left-padded), N response positions.
 // The toolkit in pipelines/rl/ does the work; this file is PPO's recipe over it.
-#include <algorithm>
 #include <chrono>
-#include <cmath>
 #include <memory>
 #include <optional>
 #include <string>
@@ -37,13 +35,13 @@
 #include "modules/model/model_dir.h"
 #include "modules/objectives/losses.h"
 #include "pipelines/rl/advantages.h"
-#include "pipelines/rl/advantages.h"
 #include "pipelines/rl/critic.h"
-#include "pipelines/rl/cross_rank_sums.h"
 #include "pipelines/rl/kl.h"
 #include "pipelines/rl/logprobs.h"
+#include "pipelines/rl/metrics.h"
 #include "pipelines/rl/on_policy_loop.h"
 #include "pipelines/rl/policy_update.h"
+#include "pipelines/rl/prompt_eval.h"
 #include "pipelines/rl/prompts.h"
 #include "pipelines/rl/rewards.h"
 #include "pipelines/rl/rollout.h"
@@ -355,7 +353,11 @@ class PpoStage : public Stage {
     const auto training_start = std::chrono::steady_clock::now();
     rl::UpdateStats stats = update(rollout, iteration);
     rl::IterationResult out;
-    out.metrics = iteration_metrics(rollout, stats, iteration, &out.stop);  // (reads the losses back)
+    // reward = score − β·Σ_t KL_t per reply: the objective PPO maximises (reads the losses back).
+    rl::IterationMetrics metrics =
+        rl::iteration_metrics(rollout, stats, kl_->beta(), ctx_->name + " iteration " + std::to_string(iteration + 1));
+    out.metrics = std::move(metrics.metrics);
+    out.stop = metrics.stop;
     const double training_s = rl::seconds_since(training_start);
     kl_->update(out.metrics["kl"].get<double>(), rollout.tokens.size(0) * dist::world_size());
     out.timings = {{"time_generation_s", rollout.generation_s},
@@ -420,79 +422,12 @@ class PpoStage : public Stage {
     return stats;
   }
 
-  // The iteration's numbers over every rank's replies. reward = score − β·Σ_t KL_t per reply: the
-  // objective PPO maximises. *stop: some rank was asked to stop (all then stop together).
-  json iteration_metrics(const rl::Rollout& r, const rl::UpdateStats& u, int64_t iteration, bool* stop) const {
-    torch::NoGradGuard no_grad;
-    const auto f64 = torch::kFloat64;
-    const torch::Tensor m = r.response_mask.to(f64);
-    const auto kl = r.kl.sum(1).to(f64), scores = r.scores.to(f64);  // [B] per reply
-    const auto reward = scores - kl_->beta() * kl;                     // [B]
-    auto token_sum = [&](const torch::Tensor& x) { return (x.to(f64).masked_fill(m == 0, 0) * m).sum(); };
-    using Named = std::vector<std::pair<std::string, torch::Tensor>>;
-    rl::CrossRankSums sums(m.device());
-    for (const auto& [name, per_reply] :
-         Named{{"reward", reward}, {"score", scores}, {"kl", kl}, {"length", m.sum(1)}, {"stopped", r.stopped.to(f64)}})
-      sums.add(name, per_reply.sum());
-    sums.add("replies", static_cast<double>(r.tokens.size(0)));
-    for (const auto& [name, per_token] : Named{{"entropy", r.entropy}, {"value", r.values}, {"return", r.returns}})
-      sums.add(name, token_sum(per_token));
-    sums.add("tokens", m.sum());
-    for (const auto& [name, sum] : Named{{"policy_loss", u.policy_loss}, {"value_loss", u.value_loss},
-                                         {"clip_fraction", u.clip_fraction},
-                                         {"value_clip_fraction", u.value_clip_fraction}, {"approx_kl", u.approx_kl}})
-      sums.add(name, u.mean(sum));
-    sums.add("stop", stop_requested() ? 1.0 : 0.0);
-    dist::note_progress(ctx_->name + " iteration " + std::to_string(iteration + 1));
-    sums.reduce();
-    const double n = sums["replies"], reward_mean = sums["reward"] / n, score_mean = sums["score"] / n;
-    rl::CrossRankSums spread(m.device());
-    spread.add("reward", (reward - reward_mean).pow(2).sum());
-    spread.add("score", (scores - score_mean).pow(2).sum());
-    spread.reduce();
-    const double tokens = std::max(sums["tokens"], 1.0), ranks = dist::world_size();
-    *stop = sums["stop"] > 0;
-    return {{"reward_mean", reward_mean}, {"reward_std", std::sqrt(spread["reward"] / n)},
-            {"score_mean", score_mean}, {"score_std", std::sqrt(spread["score"] / n)},
-            {"kl", sums["kl"] / n}, {"kl_coef", kl_->beta()},
-            {"entropy", sums["entropy"] / tokens}, {"response_length", sums["length"] / n},
-            {"stopped_fraction", sums["stopped"] / n}, {"value_mean", sums["value"] / tokens},
-            {"return_mean", sums["return"] / tokens}, {"policy_loss", sums["policy_loss"] / ranks},
-            {"value_loss", sums["value_loss"] / ranks}, {"clip_fraction", sums["clip_fraction"] / ranks},
-            {"value_clip_fraction", sums["value_clip_fraction"] / ranks}, {"approx_kl", sums["approx_kl"] / ranks}};
-  }
-
   // ---- evaluation ----
 
-  // Greedy replies to every eval prompt: mean score, exact-match accuracy over the prompts with a
-  // reference, reply length and the share that stopped.
   json evaluate() {
-    torch::NoGradGuard no_grad;
-    const rl::PromptSet& set = *eval_prompts_;
-    const RewardFunction& exact_match = reward_function_registry().get("exact_match");
-    const int64_t n = static_cast<int64_t>(set.examples.size());
-    const SamplingOptions greedy = options_.sampling.greedy().options(*tokenizer_, *chat_template_);
-    double score_sum = 0, correct = 0, length_sum = 0, stopped_sum = 0;
-    int64_t with_reference = 0;
-    for (int64_t start = 0; start < n; start += options_.rollout_batch_size) {
-      const rl::PromptBatch batch = rl::prompt_range(set, start, options_.rollout_batch_size);
-      Generation gen = generate(policy_, batch.ids, greedy);
-      const auto replies = decode_replies(gen, *tokenizer_);
-      for (double s : score_.score(batch.examples, replies)) score_sum += s;
-      length_sum += gen.response_mask.sum().item<double>();
-      for (size_t i = 0; i < replies.size(); ++i) {
-        stopped_sum += replies[i].stopped ? 1 : 0;
-        const PromptExample& example = *batch.examples[i];
-        if (example.reference.empty()) continue;
-        ++with_reference;
-        correct += exact_match(RewardInput{rl::reward_prompt(example), replies[i].text, example.reference});
-      }
-    }
-    json out = {{"eval_score", score_sum / n},
-                {"eval_response_length", length_sum / n},
-                {"eval_stopped_fraction", stopped_sum / n}};
-    if (with_reference > 0) out["eval_accuracy"] = correct / with_reference;
-    return out;
+    return rl::evaluate_on_prompts(policy_, *eval_prompts_,
+                                   options_.sampling.greedy().options(*tokenizer_, *chat_template_), *tokenizer_,
+                                   score_, options_.rollout_batch_size);
   }
 
   const StageContext* ctx_ = nullptr;

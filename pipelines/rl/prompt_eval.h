@@ -1,0 +1,22 @@
+// Evaluation of an on-policy stage's policy on its eval prompts: greedy replies to every prompt,
+// their mean score from the stage's reward sources, exact-match accuracy over the prompts that have a
+// reference, mean reply length and the share of replies that stopped.
+#pragma once
+#include <cstdint>
+#include <nlohmann/json.hpp>
+
+#include "modules/generation/sampling.h"
+#include "modules/model/transformer.h"
+#include "modules/text/tokenizer.h"
+#include "pipelines/rl/prompts.h"
+#include "pipelines/rl/rewards.h"
+
+namespace nurture::rl {
+
+// {"eval_score", "eval_response_length", "eval_stopped_fraction"} and, when some prompt has a
+// reference, "eval_accuracy"; `greedy` is the stage's sampling at temperature 0, batch_size prompts
+// per generate call.
+nlohmann::json evaluate_on_prompts(Transformer& policy, const PromptSet& set, const SamplingOptions& greedy,
+                                   const Tokenizer& tokenizer, RewardSource& score, int64_t batch_size);
+
+}  // namespace nurture::rl
