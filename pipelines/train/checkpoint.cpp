@@ -9,6 +9,7 @@
 #include <iomanip>
 #include <sstream>
 
+#include "modules/model/model_dir.h"
 #include "pipelines/runtime/log.h"
 #include "pipelines/train/manifest.h"
 
@@ -73,12 +74,6 @@ static void save_module(torch::nn::Module& module, const fs::path& file) {
   torch::serialize::OutputArchive archive;
   module.save(archive);
   archive.save_to(file.string());
-}
-
-static void load_module(torch::nn::Module& module, const fs::path& file, const torch::Device& device) {
-  torch::serialize::InputArchive archive;
-  archive.load_from(file.string(), device);
-  module.load(archive);
 }
 
 fs::path save_checkpoint(const fs::path& stage_dir, const NamedModules& modules, const NamedOptimizers& optimizers,
@@ -149,7 +144,9 @@ static void load_from(const fs::path& dir, const NamedModules& modules, const Na
       device = p.device();
       break;
     }
-    checked(file, [&] { load_module(*module, file, device); });
+    // load_weights checks every name and shape first (Module::load would take a tensor of another
+    // shape as it is), so a checkpoint of another configuration is an error, not a changed model.
+    checked(file, [&] { load_weights(*module, file, device); });
   }
   for (const auto& [name, optimizer] : optimizers) {
     const fs::path file = dir / (name + ".pt");

@@ -1,5 +1,5 @@
-// Tests for pipelines/rl/rollout.h and prompts.h: seeds, the batch of several samples per prompt,
-// and replies decoded without their stop token (modules/generation/sampling.h reply_ids).
+// Tests for pipelines/rl/rollout.h: seeds, greedy sampling, and replies decoded without their stop
+// token (modules/generation/sampling.h reply_ids).
 #include "pipelines/rl/rollout.h"
 
 #include <gmock/gmock.h>
@@ -15,25 +15,6 @@ TEST(Rollout, SeedsDifferPerRankAndIterationAndRepeat) {
   EXPECT_NE(rl::rollout_seed(7, 0, 3), rl::rollout_seed(7, 0, 4));
   EXPECT_EQ(rl::rollout_seed(7, 0, 3), rl::derive_seed(7, 3));  // rank 0 keeps the stage's seed
   EXPECT_NE(rl::derive_seed(7, 3, 1), rl::derive_seed(7, 3, 2));
-}
-
-TEST(Rollout, SeveralSamplesPerPromptAreNeighbours) {
-  rl::PromptSet set;
-  set.examples = {{{{"user", "a"}}, "A"}, {{{"user", "b"}}, "B"}, {{{"user", "c"}}, ""}};
-  set.ids = {{1}, {2, 2}, {3, 3, 3}};
-  const rl::PromptBatch once = rl::prompt_batch(set, {2, 0});
-  ASSERT_EQ(once.ids.size(), 2u);
-  EXPECT_EQ(once.ids[0], (std::vector<int64_t>{3, 3, 3}));
-  EXPECT_EQ(once.examples[1], &set.examples[0]);
-  const rl::PromptBatch three = rl::prompt_batch(set, {2, 0}, 3);
-  ASSERT_EQ(three.ids.size(), 6u);
-  for (int i = 0; i < 3; ++i) {
-    EXPECT_EQ(three.examples[i], &set.examples[2]);
-    EXPECT_EQ(three.examples[3 + i], &set.examples[0]);
-  }
-  const rl::PromptBatch tail = rl::prompt_range(set, 2, 5);
-  ASSERT_EQ(tail.ids.size(), 1u);
-  EXPECT_EQ(tail.examples[0], &set.examples[2]);
 }
 
 TEST(Rollout, RepliesLoseTheirStopTokenOnly) {
