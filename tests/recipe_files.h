@@ -1,10 +1,11 @@
 // Recipes written for a test: the RecipeTest fixture (a scratch r.yaml and its file:line:col
-// positions), a small valid recipe, and the errors load_recipe reports, through the same code
-// path `nurture run` uses.
+// positions), a small valid recipe, the errors load_recipe reports, and stages run through the
+// runner — the same code path `nurture run` uses.
 #pragma once
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -43,5 +44,23 @@ inline const char* kGood =
     "    pipeline: tokenizer\n"
     "    inputs: [\"${data}/pretrain.txt\"]\n"
     "    vocab_size: 400\n";
+
+// Stages (YAML under `stages:`) run through the runner with seed 0 on one thread, into dir/out.
+struct StageRun {
+  explicit StageRun(std::filesystem::path dir) : dir(std::move(dir)) {}
+  // The run's exit status (0: every stage done).
+  int operator()(const std::string& stages) const {
+    const std::filesystem::path recipe = write_file(dir / "r.yaml", "seed: 0\nthreads: 1\nstages:\n" + stages);
+    RunOptions options;
+    options.output = (dir / "out").string();
+    return run_recipe(load_recipe(recipe, options), options);
+  }
+  std::filesystem::path stage_dir(const std::string& stage) const { return dir / "out" / stage; }
+  // The stage's stage.json: status, error, metrics.
+  nlohmann::json stage_json(const std::string& stage) const {
+    return nlohmann::json::parse(read_file(stage_dir(stage) / "stage.json"));
+  }
+  std::filesystem::path dir;
+};
 
 }  // namespace nurture::testing

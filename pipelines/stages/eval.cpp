@@ -14,7 +14,6 @@
 #include "modules/objectives/losses.h"
 #include "pipelines/data/data.h"
 #include "pipelines/rl/rewards.h"
-#include "pipelines/rl/rewards.h"
 #include "pipelines/runtime/log.h"
 #include "pipelines/stages/stages.h"
 #include "pipelines/train/model_setup.h"

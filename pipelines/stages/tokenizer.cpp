@@ -64,7 +64,7 @@ class TokenizerStage : public Stage {
     log_line(ctx.name, "training a " + o.model_type + " tokenizer, vocab " +
                            std::to_string(o.vocab_size) + ", on " + std::to_string(o.inputs.size()) +
                            " file(s)");
-    Tokenizer tok = Tokenizer::train(o);
+    Tokenizer tok = train(o, s);
 
     // How well it compresses the training text: bytes per token over the first lines.
     int64_t bytes = 0, tokens = 0;
@@ -78,6 +78,21 @@ class TokenizerStage : public Stage {
     log_line(ctx.name, "vocab " + std::to_string(tok.vocab_size()) + ", " +
                            std::to_string(bytes_per_token).substr(0, 4) + " bytes/token -> " + o.output);
     return {{"vocab_size", tok.vocab_size()}, {"bytes_per_token", bytes_per_token}};
+  }
+
+ private:
+  // SentencePiece's refusals named by the recipe key they are about: a vocabulary the text cannot
+  // fill is the vocab_size's, anything else the stage's.
+  static Tokenizer train(const TokenizerTrainOptions& o, const Settings& s) {
+    try {
+      return Tokenizer::train(o);
+    } catch (const std::exception& e) {  // invalid options or a failed training
+      const std::string what = e.what();
+      const std::string where = what.find("Vocabulary size") != std::string::npos
+                                    ? s.where("vocab_size")
+                                    : s.node().where().str() + ": " + s.path();
+      throw std::runtime_error(where + ": " + what);
+    }
   }
 };
 
