@@ -2,6 +2,8 @@
 // whitening on one rank, and the registry's unknown-name error.
 #include "pipelines/rl/advantages.h"
 
+#include <gmock/gmock.h>
+
 #include "modules/objectives/losses.h"
 #include "pipelines/runner/registries.h"
 #include "tests/test_util.h"
