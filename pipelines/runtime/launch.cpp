@@ -180,12 +180,19 @@ Worker start_worker(const Job& job, int i) {
   const pid_t pid = ::fork();
   if (pid < 0) throw std::runtime_error(std::string("launch: fork: ") + std::strerror(errno));
   if (pid == 0) exec_worker(job, i, w.rank, out, err);
+  ::setpgid(pid, pid);  // as the child does: whichever runs first, the group exists before any signal
   ::close(out[1]), ::close(err[1]);
   w.pid = pid;
   w.out = out[0];
   w.err = err[0];
   std::cerr << "[launch] rank " << w.rank << ": pid " << pid << std::endl;
   return w;
+}
+
+// A worker and whatever it started (its own process group): a child left running would keep the
+// worker's output pipes open, and the launch waiting.
+void signal_group(const Worker& w, int signal) {
+  if (::kill(-w.pid, signal) != 0) ::kill(w.pid, signal);
 }
 
 // Watches the workers to their end: passes signals on, relays output, stops the others when one
@@ -216,7 +223,7 @@ class Supervisor {
       passed_on_ = true;
       std::cerr << "[launch] " << strsignal(signal) << ": passing it on to the workers" << std::endl;
       for (auto& w : workers_)
-        if (w.running) ::kill(w.pid, signal);
+        if (w.running) signal_group(w, signal);
     }
   }
 
@@ -268,7 +275,7 @@ class Supervisor {
                 << std::endl;
       stopping_since_ = std::chrono::steady_clock::now();
       for (auto& other : workers_)
-        if (other.running) ::kill(other.pid, SIGTERM);
+        if (other.running) signal_group(other, SIGTERM);
     }
   }
 
@@ -277,7 +284,7 @@ class Supervisor {
       return;
     std::cerr << "[launch] the other ranks did not stop within " << grace_.count() << " s: killing them" << std::endl;
     for (auto& w : workers_)
-      if (w.running) ::kill(w.pid, SIGKILL);
+      if (w.running) signal_group(w, SIGKILL);
     killed_ = true;
   }
 

@@ -160,14 +160,17 @@ void drop_metrics_after(const std::filesystem::path& file, const std::string& ke
   write_file_atomic(file, kept);  // interrupted here, the run still has every record it had
 }
 
-MetricsLog::MetricsLog(const std::filesystem::path& file) {
-  if (is_main_process()) out_.open(file, std::ios::app);
+MetricsLog::MetricsLog(const std::filesystem::path& file) : file_(file) {
+  if (!is_main_process()) return;
+  out_.open(file, std::ios::app);
+  if (!out_) throw std::runtime_error(file.string() + ": cannot open the metrics log for appending");
 }
 
 void MetricsLog::write(const nlohmann::json& record) {
-  if (!out_.is_open()) return;
+  if (!out_.is_open()) return;  // another rank's: rank 0 writes the log
   out_ << record.dump() << "\n";
   out_.flush();
+  if (!out_) throw std::runtime_error(file_.string() + ": cannot write the metrics log (is the disk full?)");
 }
 
 }  // namespace nurture

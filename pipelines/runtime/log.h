@@ -55,13 +55,15 @@ class Progress {
   int64_t start_step_ = -1;
 };
 
-// Appends one JSON object per line to <dir>/metrics.jsonl (main process only).
+// Appends one JSON object per line to <dir>/metrics.jsonl (main process only). A log that cannot
+// be opened or written is a std::runtime_error naming the file, not a run without its curves.
 class MetricsLog {
  public:
   explicit MetricsLog(const std::filesystem::path& file);
   void write(const nlohmann::json& record);
 
  private:
+  std::filesystem::path file_;
   std::ofstream out_;
 };
 

@@ -1,5 +1,5 @@
-// Tests of the metrics file on resume: records past the checkpoint and a half-written last line go,
-// the rest stays byte for byte.
+// Tests of the metrics file: on resume, records past the checkpoint and a half-written last line go
+// and the rest stays byte for byte; a log that cannot be written is an error.
 #include "pipelines/runtime/log.h"
 
 #include <gtest/gtest.h>
@@ -23,6 +23,16 @@ TEST(MetricsLog, ResumeDropsRecordsPastTheCheckpointAndAHalfWrittenLine) {
   MetricsLog log(file);  // appends after what was kept
   log.write({{"step", 4}, {"loss", 3.5}});
   EXPECT_EQ(read_file(file), kept + "{\"loss\":3.5,\"step\":4}\n");
+}
+
+TEST(MetricsLog, ALogThatCannotBeWrittenIsAnErrorNamingIt) {
+  const auto missing = testing::scratch_dir("log_missing") / "absent" / "metrics.jsonl";
+  EXPECT_EQ(testing::error_of<std::runtime_error>([&] { MetricsLog log(missing); }),
+            missing.string() + ": cannot open the metrics log for appending");
+  if (!std::filesystem::exists("/dev/full")) GTEST_SKIP() << "no /dev/full here";
+  MetricsLog full("/dev/full");  // every write fails with ENOSPC
+  EXPECT_EQ(testing::error_of<std::runtime_error>([&] { full.write({{"step", 1}}); }),
+            "/dev/full: cannot write the metrics log (is the disk full?)");
 }
 
 }  // namespace
