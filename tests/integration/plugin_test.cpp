@@ -100,19 +100,5 @@ TEST(Plugin, RegistersARewardFunction) {
   EXPECT_TRUE(registries().rewards.contains("exact_match"));  // built-ins stay
 }
 
-TEST(Plugin, BadPluginPathsAreClearErrors) {
-  const fs::path dir = scratch_dir("plugin_bad");
-  write_file(dir / "r.yaml", "plugins: [nowhere/libx.so]\nstages:\n  d:\n    pipeline: demo_data\n");
-  auto r = run_nurture("run " + (dir / "r.yaml").string());
-  EXPECT_EQ(r.exit_code, 2);
-  EXPECT_THAT(r.err, HasSubstr("r.yaml:1:11: plugins: no file 'nowhere/libx.so'"));
-  write_file(dir / "notlib.so", "not an ELF file");
-  write_file(dir / "r.yaml", "plugins: [" + (dir / "notlib.so").string() +
-                                 "]\nstages:\n  d:\n    pipeline: demo_data\n");
-  r = run_nurture("run " + (dir / "r.yaml").string());
-  EXPECT_EQ(r.exit_code, 2);
-  EXPECT_THAT(r.err, HasSubstr("plugins: cannot load '"));
-}
-
 }  // namespace
 }  // namespace nurture
