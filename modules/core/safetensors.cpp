@@ -163,6 +163,7 @@ torch::Tensor SafetensorsFile::tensor(const std::string& name) const {
   const Entry& e = it->second;
   const uint8_t* data = map_ + data_start_ + e.begin;
   const auto options = torch::TensorOptions().dtype(e.dtype);
+  if (e.end == e.begin) return torch::empty(e.shape, options);  // no elements, no bytes to point at
   if (reinterpret_cast<uintptr_t>(data) % c10::elementSize(e.dtype) != 0) {  // unaligned: copy it
     torch::Tensor copy = torch::empty(e.shape, options);
     std::memcpy(copy.data_ptr(), data, e.end - e.begin);
@@ -198,6 +199,7 @@ void save_safetensors(const fs::path& path, const std::vector<std::pair<std::str
     out.write(length, 8);
     out.write(text.data(), static_cast<std::streamsize>(text.size()));
     for (const auto& [name, t] : tensors) {  // one tensor at a time on the host
+      if (t.numel() == 0) continue;
       const torch::Tensor host = t.detach().to(torch::kCPU).contiguous();
       out.write(static_cast<const char*>(host.data_ptr()),
                 static_cast<std::streamsize>(host.numel() * host.element_size()));

@@ -1,9 +1,12 @@
 // safetensors: tensors of every supported dtype round-trip bit for bit with their metadata, the
-// bytes on disk are the format's (checked on a file written by hand), and every way a header can
-// lie is an error naming the file and the tensor, before any tensor is read.
+// bytes on disk are the format's (checked on a file written by hand and on one the safetensors
+// library wrote), and every way a header can lie is an error naming the file and the tensor,
+// before any tensor is read.
 #include "modules/core/safetensors.h"
 
 #include <gmock/gmock.h>
+
+#include <nlohmann/json.hpp>
 
 #include "tests/test_util.h"
 
@@ -105,6 +108,26 @@ TEST(Safetensors, EveryLieInTheHeaderIsNamed) {
             (dir / "huge.safetensors").string() + ": header length 65535 exceeds the file's 4 bytes after it");
   EXPECT_THAT(error_of<std::runtime_error>([&] { SafetensorsFile f(dir / "absent.safetensors"); }),
               HasSubstr("absent.safetensors: cannot open: No such file or directory"));
+}
+
+// tests/fixtures/hf/safetensors/: a file the safetensors library wrote, and the values it was given
+// (tools/hf/make_fixtures.py).
+TEST(Safetensors, ReadsWhatTheSafetensorsLibraryWrote) {
+  const fs::path dir = source_dir() / "tests" / "fixtures" / "hf" / "safetensors";
+  const auto reference = nlohmann::json::parse(read_file(dir / "reference.json"));
+  const SafetensorsFile f(dir / "reference.safetensors");
+  EXPECT_EQ(f.metadata(), (std::map<std::string, std::string>{{"by", "safetensors"}, {"format", "pt"}}));
+  ASSERT_EQ(f.entries().size(), reference.size());
+  for (const auto& [name, expected] : reference.items()) {
+    ASSERT_TRUE(f.contains(name)) << name;
+    const torch::Tensor t = f.tensor(name);
+    EXPECT_EQ(safetensors_dtype_name(t.scalar_type()), expected["dtype"].get<std::string>()) << name;
+    EXPECT_EQ(t.sizes().vec(), expected["shape"].get<std::vector<int64_t>>()) << name;
+    const auto values = expected["values"].get<std::vector<double>>();
+    const torch::Tensor flat = t.to(torch::kDouble).flatten();
+    ASSERT_EQ(flat.numel(), static_cast<int64_t>(values.size())) << name;
+    for (size_t i = 0; i < values.size(); ++i) EXPECT_EQ(flat[i].item<double>(), values[i]) << name << "[" << i << "]";
+  }
 }
 
 TEST(Safetensors, NamesAreUniqueWhenWriting) {
