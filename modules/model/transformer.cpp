@@ -48,16 +48,19 @@ Kind parse_kind(const std::string& name, const std::string& key, const std::vect
 const std::vector<std::string> kNormNames = {"layernorm", "rmsnorm"};
 const std::vector<std::string> kMlpNames = {"gelu", "swiglu"};
 const std::vector<std::string> kPositionNames = {"learned", "rope"};
+const std::vector<std::string> kRopeScalingNames = {"none", "linear", "llama3"};
 
 }  // namespace
 
 const std::string& name_of(NormKind kind) { return kNormNames.at(static_cast<size_t>(kind)); }
 const std::string& name_of(MlpKind kind) { return kMlpNames.at(static_cast<size_t>(kind)); }
 const std::string& name_of(PositionKind kind) { return kPositionNames.at(static_cast<size_t>(kind)); }
+const std::string& name_of(RopeScaling kind) { return kRopeScalingNames.at(static_cast<size_t>(kind)); }
 
 std::ostream& operator<<(std::ostream& out, NormKind kind) { return out << name_of(kind); }
 std::ostream& operator<<(std::ostream& out, MlpKind kind) { return out << name_of(kind); }
 std::ostream& operator<<(std::ostream& out, PositionKind kind) { return out << name_of(kind); }
+std::ostream& operator<<(std::ostream& out, RopeScaling kind) { return out << name_of(kind); }
 
 NormKind parse_norm(const std::string& name, const std::string& key) {
   return parse_kind<NormKind>(name, key, kNormNames);
@@ -65,6 +68,9 @@ NormKind parse_norm(const std::string& name, const std::string& key) {
 MlpKind parse_mlp(const std::string& name, const std::string& key) { return parse_kind<MlpKind>(name, key, kMlpNames); }
 PositionKind parse_position(const std::string& name, const std::string& key) {
   return parse_kind<PositionKind>(name, key, kPositionNames);
+}
+RopeScaling parse_rope_scaling(const std::string& name, const std::string& key) {
+  return parse_kind<RopeScaling>(name, key, kRopeScalingNames);
 }
 
 void validate(const TransformerOptions& o) {
@@ -95,6 +101,19 @@ void validate(const TransformerOptions& o) {
           "dropout (" + std::to_string(o.dropout()) + ") must be in [0, 1)");
   require(o.position() != PositionKind::kRope || resolved_head_dim(o) % 2 == 0,
           "the head dimension (" + std::to_string(resolved_head_dim(o)) + ") must be even for position \"rope\"");
+  if (o.rope_scaling() != RopeScaling::kNone) {
+    require(o.position() == PositionKind::kRope,
+            "rope_scaling (\"" + name_of(o.rope_scaling()) + "\") needs position \"rope\"");
+    require(o.rope_factor() >= 1, "rope_factor (" + std::to_string(o.rope_factor()) + ") must be at least 1");
+  }
+  if (o.rope_scaling() == RopeScaling::kLlama3) {
+    require(o.rope_low_freq_factor() > 0 && o.rope_high_freq_factor() > o.rope_low_freq_factor(),
+            "rope_high_freq_factor (" + std::to_string(o.rope_high_freq_factor()) +
+                ") must be above rope_low_freq_factor (" + std::to_string(o.rope_low_freq_factor()) +
+                "), which must be positive");
+    require(o.rope_original_context() > 0,
+            "rope_original_context (" + std::to_string(o.rope_original_context()) + ") must be positive");
+  }
 }
 
 int64_t resolved_n_kv_head(const TransformerOptions& o) {
@@ -200,7 +219,9 @@ int64_t count_parameters(const TransformerOptions& o) {
   const int64_t KVH = resolved_n_kv_head(o), F = resolved_mlp_hidden(o);
   const int64_t b = o.bias() ? 1 : 0;
   const int64_t norm = C * ((o.norm() == NormKind::kLayerNorm && o.bias()) ? 2 : 1);
-  const int64_t attn = C * (H + 2 * KVH) * D + b * (H + 2 * KVH) * D + H * D * C + b * C;
+  const int64_t qkv_b = (o.bias() || o.qkv_bias()) ? 1 : 0;
+  const int64_t attn = C * (H + 2 * KVH) * D + qkv_b * (H + 2 * KVH) * D + H * D * C + b * C +
+                       (o.qk_norm() ? 2 * D : 0);
   const int64_t n_in = o.mlp() == MlpKind::kSwiGLU ? 2 : 1;  // c_fc (+ c_gate)
   const int64_t mlp = n_in * (C * F + b * F) + F * C + b * C;
   int64_t total = V * C;                                       // wte
@@ -263,7 +284,14 @@ const std::vector<OptionAccess>& option_table() {
       NURTURE_KIND_OPTION(mlp, "\"gelu\" (tanh approximation, GPT-2) or \"swiglu\" (Llama)"),
       NURTURE_KIND_OPTION(position, "\"learned\" (GPT-2 wpe) or \"rope\" (rotary, Llama)"),
       NURTURE_FLOAT_OPTION(rope_theta, "RoPE base frequency"),
+      NURTURE_KIND_OPTION(rope_scaling, "\"none\", \"linear\" or \"llama3\" (Llama 3.1's long-context RoPE)"),
+      NURTURE_FLOAT_OPTION(rope_factor, "RoPE scaling: how much the frequencies are stretched (1 = none)"),
+      NURTURE_FLOAT_OPTION(rope_low_freq_factor, "llama3 RoPE scaling: wavelengths above context/this are stretched"),
+      NURTURE_FLOAT_OPTION(rope_high_freq_factor, "llama3 RoPE scaling: wavelengths below context/this are kept"),
+      NURTURE_INT_OPTION(rope_original_context, "llama3 RoPE scaling: the context of pre-training"),
       NURTURE_BOOL_OPTION(bias, "biases in the linear layers and LayerNorms"),
+      NURTURE_BOOL_OPTION(qkv_bias, "biases on the query/key/value projection even without `bias` (Qwen2)"),
+      NURTURE_BOOL_OPTION(qk_norm, "RMSNorm over each query and key head before RoPE (Qwen3)"),
       NURTURE_BOOL_OPTION(tie_embeddings, "share the output projection with wte"),
       NURTURE_FLOAT_OPTION(dropout, "dropout on embeddings, attention probabilities and residuals"),
   };
@@ -557,16 +585,22 @@ AttentionImpl::AttentionImpl(TransformerOptions options_, int64_t layer_index_)
 void AttentionImpl::reset() {
   const int64_t C = options.n_embd(), D = resolved_head_dim(options), H = options.n_head();
   const int64_t qkv = (H + 2 * resolved_n_kv_head(options)) * D;
-  c_attn =
-      register_module("c_attn", torch::nn::Linear(torch::nn::LinearOptions(C, qkv).bias(options.bias())));
+  c_attn = register_module(
+      "c_attn", torch::nn::Linear(torch::nn::LinearOptions(C, qkv).bias(options.bias() || options.qkv_bias())));
   c_proj =
       register_module("c_proj", torch::nn::Linear(torch::nn::LinearOptions(H * D, C).bias(options.bias())));
+  if (options.qk_norm()) {
+    q_norm = register_module("q_norm", RMSNorm(NormOptions(D).eps(options.norm_eps())));
+    k_norm = register_module("k_norm", RMSNorm(NormOptions(D).eps(options.norm_eps())));
+  }
   reset_parameters();
 }
 
 void AttentionImpl::reset_parameters() {
   init_linear(c_attn, kInitStd);
   init_linear(c_proj, residual_std(options));
+  if (!q_norm.is_empty()) q_norm->reset_parameters();
+  if (!k_norm.is_empty()) k_norm->reset_parameters();
 }
 
 torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& cos,
@@ -579,6 +613,10 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
   auto q = qkv.narrow(2, 0, H * D).reshape({B, T, H, D}).transpose(1, 2);          // [B, H, T, D]
   auto k = qkv.narrow(2, H * D, KVH * D).reshape({B, T, KVH, D}).transpose(1, 2);  // [B, KVH, T, D]
   auto v = qkv.narrow(2, (H + KVH) * D, KVH * D).reshape({B, T, KVH, D}).transpose(1, 2);
+  if (!q_norm.is_empty()) {
+    q = q_norm(q);
+    k = k_norm(k);
+  }
   if (cos.defined()) {
     q = apply_rope(q, cos, sin);
     k = apply_rope(k, cos, sin);
@@ -727,14 +765,41 @@ Segments segments_of(const torch::Tensor& attention_mask, int64_t B, int64_t T, 
   return out;
 }
 
+}  // namespace
+
+torch::Tensor rope_frequencies(const TransformerOptions& options, torch::ScalarType dtype, const torch::Device& device) {
+  const auto topt = torch::TensorOptions().dtype(dtype).device(device);
+  const int64_t D = resolved_head_dim(options);
+  auto inv_freq = torch::pow(options.rope_theta(), -torch::arange(0, D, 2, topt) / static_cast<double>(D));
+  const double factor = options.rope_factor();
+  switch (options.rope_scaling()) {
+    case RopeScaling::kNone:
+      return inv_freq;
+    case RopeScaling::kLinear:
+      return inv_freq / factor;
+    case RopeScaling::kLlama3: {
+      // Wavelengths longer than context / low_freq_factor are stretched by the factor, shorter
+      // than context / high_freq_factor kept, and those between blended linearly in context / λ.
+      const double context = static_cast<double>(options.rope_original_context());
+      const double low = options.rope_low_freq_factor(), high = options.rope_high_freq_factor();
+      const auto wavelength = 2 * M_PI / inv_freq;
+      const auto smooth = ((context / wavelength - low) / (high - low)).clamp(0.0, 1.0);
+      const auto blended = (1 - smooth) * inv_freq / factor + smooth * inv_freq;
+      return torch::where(wavelength > context / low, inv_freq / factor,
+                          torch::where(wavelength < context / high, inv_freq, blended));
+    }
+  }
+  return inv_freq;
+}
+
+namespace {
+
 // RoPE's cos and sin [B, T, D] for these positions, computed in float64 for a float64 model, else
 // float32, and returned in `dtype`.
 std::pair<torch::Tensor, torch::Tensor> rope_angles(const TransformerOptions& options, const torch::Tensor& positions,
                                                     torch::ScalarType dtype) {
   const auto angle_dtype = dtype == torch::kDouble ? torch::kDouble : torch::kFloat;
-  const auto topt = torch::TensorOptions().dtype(angle_dtype).device(positions.device());
-  const int64_t D = resolved_head_dim(options);
-  auto inv_freq = torch::pow(options.rope_theta(), -torch::arange(0, D, 2, topt) / static_cast<double>(D));
+  auto inv_freq = rope_frequencies(options, angle_dtype, positions.device());
   auto angles = positions.to(angle_dtype).unsqueeze(-1) * inv_freq;  // [B, T, D/2]
   auto emb = torch::cat({angles, angles}, -1);                       // [B, T, D]
   return {emb.cos().to(dtype), emb.sin().to(dtype)};

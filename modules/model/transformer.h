@@ -13,7 +13,8 @@
 //   wpe.weight                 [ctx, C]          wpe                       -  (position "learned" only)
 //   h.<i>.ln_1.{weight,bias}   [C]               h.<i>.ln_1                layers.<i>.input_layernorm
 //   h.<i>.attn.c_attn.*        [(H+2KVH)D, C]    h.<i>.attn.c_attn (T)     cat(q_proj, k_proj, v_proj)
-//        rows [0, HD) = q, [HD, (H+KVH)D) = k, [(H+KVH)D, (H+2KVH)D) = v; bias only when `bias`
+//        rows [0, HD) = q, [HD, (H+KVH)D) = k, [(H+KVH)D, (H+2KVH)D) = v; bias with `bias` or `qkv_bias`
+//   h.<i>.attn.{q,k}_norm.weight [D]             -                         layers.<i>.self_attn.{q,k}_norm (qk_norm)
 //   h.<i>.attn.c_proj.*        [C, HD]           h.<i>.attn.c_proj (T)     layers.<i>.self_attn.o_proj
 //   h.<i>.ln_2.{weight,bias}   [C]               h.<i>.ln_2                post_attention_layernorm
 //   h.<i>.mlp.c_fc.*           [F, C]            h.<i>.mlp.c_fc (T)        layers.<i>.mlp.up_proj
@@ -48,18 +49,25 @@ namespace nurture {
 enum class NormKind { kLayerNorm, kRMSNorm };
 enum class MlpKind { kGelu, kSwiGLU };          // GELU (tanh approximation, GPT-2) | SwiGLU (Llama)
 enum class PositionKind { kLearned, kRope };    // a learned table (GPT-2 wpe) | rotary (Llama)
+// How RoPE's frequencies are stretched for contexts longer than the model was trained on:
+// none | linear (all divided by rope_factor) | llama3 (Llama 3.1: low frequencies divided by
+// rope_factor, high ones kept, a smooth blend between; see rope_frequencies).
+enum class RopeScaling { kNone, kLinear, kLlama3 };
 
 const std::string& name_of(NormKind kind);
 const std::string& name_of(MlpKind kind);
 const std::string& name_of(PositionKind kind);
+const std::string& name_of(RopeScaling kind);
 std::ostream& operator<<(std::ostream& out, NormKind kind);  // by name: "rmsnorm"
 std::ostream& operator<<(std::ostream& out, MlpKind kind);
 std::ostream& operator<<(std::ostream& out, PositionKind kind);
+std::ostream& operator<<(std::ostream& out, RopeScaling kind);
 // The kind named `name`; throws std::invalid_argument naming `key` and the choices:
 // norm ("batchnorm") must be one of: layernorm, rmsnorm
 NormKind parse_norm(const std::string& name, const std::string& key = "norm");
 MlpKind parse_mlp(const std::string& name, const std::string& key = "mlp");
 PositionKind parse_position(const std::string& name, const std::string& key = "position");
+RopeScaling parse_rope_scaling(const std::string& name, const std::string& key = "rope_scaling");
 
 struct TransformerOptions {
   TORCH_ARG(int64_t, vocab_size) = 50257;
@@ -77,7 +85,14 @@ struct TransformerOptions {
   TORCH_ARG(MlpKind, mlp) = MlpKind::kGelu;
   TORCH_ARG(PositionKind, position) = PositionKind::kLearned;
   TORCH_ARG(double, rope_theta) = 10000.0;
+  TORCH_ARG(RopeScaling, rope_scaling) = RopeScaling::kNone;
+  TORCH_ARG(double, rope_factor) = 1.0;               // linear, llama3: the stretch
+  TORCH_ARG(double, rope_low_freq_factor) = 1.0;      // llama3 only
+  TORCH_ARG(double, rope_high_freq_factor) = 4.0;     // llama3 only
+  TORCH_ARG(int64_t, rope_original_context) = 8192;   // llama3: the pre-training context
   TORCH_ARG(bool, bias) = true;            // biases in linears and LayerNorms
+  TORCH_ARG(bool, qkv_bias) = false;       // biases on the q/k/v projection even without `bias` (Qwen2)
+  TORCH_ARG(bool, qk_norm) = false;        // RMSNorm over each query and key head before RoPE (Qwen3)
   TORCH_ARG(bool, tie_embeddings) = true;  // lm_head shares wte's weight
   TORCH_ARG(double, dropout) = 0.0;        // embeddings, attention probabilities, residual branches
 };
@@ -92,6 +107,11 @@ int64_t resolved_mlp_hidden(const TransformerOptions& options);
 inline int64_t resolved_head_dim(const TransformerOptions& o) {
   return o.head_dim() > 0 ? o.head_dim() : o.n_embd() / o.n_head();
 }
+
+// RoPE's inverse frequencies [D/2] (theta^(-2i/D), then rope_scaling applied), in float64 or
+// float32 (`dtype`), on `device`.
+torch::Tensor rope_frequencies(const TransformerOptions& options, torch::ScalarType dtype,
+                               const torch::Device& device = torch::kCPU);
 
 // Named presets:
 //   gpt2_tiny    GPT-2 style for tests and the quickstart: V 512, ctx 128, L 2, H 4, C 64
@@ -228,6 +248,7 @@ class AttentionImpl : public torch::nn::Cloneable<AttentionImpl> {
   TransformerOptions options;
   int64_t layer_index;
   torch::nn::Linear c_attn{nullptr}, c_proj{nullptr};
+  RMSNorm q_norm{nullptr}, k_norm{nullptr};  // over D, qk_norm only
 };
 TORCH_MODULE(Attention);
 

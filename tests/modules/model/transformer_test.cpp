@@ -405,6 +405,8 @@ TEST_F(TransformerTest, CountParametersMatchesConstructedModels) {
   configs.push_back(tiny_llama().tie_embeddings(true).bias(true));
   configs.push_back(tiny_llama().norm(NormKind::kLayerNorm).mlp(MlpKind::kGelu).position(PositionKind::kLearned).mlp_hidden(40));
   configs.push_back(tiny_llama().n_kv_head(4).mlp_hidden(0));
+  configs.push_back(tiny_llama().qkv_bias(true));                // Qwen2
+  configs.push_back(tiny_llama().qk_norm(true).head_dim(12));    // Qwen3
   for (const auto& options : configs) {
     Transformer model(options);
     EXPECT_EQ(count_parameters(options), numel_of(*model)) << to_json(options).dump();
@@ -412,6 +414,56 @@ TEST_F(TransformerTest, CountParametersMatchesConstructedModels) {
   EXPECT_EQ(resolved_mlp_hidden(preset("llama_1b").mlp_hidden(0)), 5632);
   EXPECT_EQ(resolved_mlp_hidden(preset("llama_tiny")), 768);
   EXPECT_EQ(resolved_mlp_hidden(preset("gpt2_124m")), 3072);
+}
+
+// The frequencies of Llama 3.1's scaling, worked out by hand for D 8, theta 10000, factor 8,
+// context 64, low 1, high 4: inv_freq = 1, 0.1, 0.01, 0.001 with wavelengths 2π/f = 6.3, 62.8,
+// 628, 6283. The first is below context/high = 16 (kept); the second between 16 and 64, blended
+// with smooth = (64/62.83 - 1)/3 = 0.00620; the last two above 64 (divided by 8).
+TEST_F(TransformerTest, RopeScalingFrequencies) {
+  auto options = tiny_llama().n_embd(32).n_head(4).rope_theta(10000.0);
+  const auto plain = rope_frequencies(options, torch::kDouble);
+  EXPECT_TRUE(torch::allclose(plain, torch::tensor({1.0, 0.1, 0.01, 0.001}, torch::kDouble), 0, 1e-15));
+  options.rope_scaling(RopeScaling::kLinear).rope_factor(4.0);
+  EXPECT_TRUE(torch::allclose(rope_frequencies(options, torch::kDouble), plain / 4.0, 0, 1e-15));
+  options.rope_scaling(RopeScaling::kLlama3).rope_factor(8.0).rope_original_context(64).rope_low_freq_factor(1.0)
+      .rope_high_freq_factor(4.0);
+  const double smooth = (64.0 / (2 * M_PI / 0.1) - 1.0) / 3.0;
+  const auto expected = torch::tensor({1.0, (1 - smooth) * 0.1 / 8 + smooth * 0.1, 0.01 / 8, 0.001 / 8}, torch::kDouble);
+  EXPECT_TRUE(torch::allclose(rope_frequencies(options, torch::kDouble), expected, 0, 1e-15))
+      << rope_frequencies(options, torch::kDouble);
+  EXPECT_THAT(error_of<std::invalid_argument>([] { validate(tiny_gpt2().rope_scaling(RopeScaling::kLinear).rope_factor(2)); }),
+              HasSubstr("rope_scaling (\"linear\") needs position \"rope\""));
+  EXPECT_THAT(error_of<std::invalid_argument>([&] { validate(options.rope_high_freq_factor(0.5)); }),
+              HasSubstr("rope_high_freq_factor (0.5"));
+}
+
+// Qwen3's q/k norms: RMSNorm over each head's D channels, before RoPE, recomputed here in plain ops.
+TEST_F(TransformerTest, QkNormNormalisesEachHeadBeforeRope) {
+  torch::NoGradGuard no_grad;
+  const auto options = tiny_llama().qk_norm(true).head_dim(12).n_kv_head(2).n_layer(1);
+  Transformer model(options);
+  auto* attn = model->h->ptr<BlockImpl>(0)->attn.get();
+  attn->q_norm->weight.uniform_(0.5, 1.5);
+  attn->k_norm->weight.uniform_(0.5, 1.5);
+  const auto x = torch::randn({2, 5, options.n_embd()});
+  const int64_t H = options.n_head(), KVH = 2, D = 12;
+  auto qkv = attn->c_attn(x);
+  auto rms = [&](const torch::Tensor& t, const torch::Tensor& w) { return t * torch::rsqrt(t.pow(2).mean(-1, true) + options.norm_eps()) * w; };
+  auto q = rms(qkv.narrow(2, 0, H * D).reshape({2, 5, H, D}), attn->q_norm->weight).transpose(1, 2);
+  auto k = rms(qkv.narrow(2, H * D, KVH * D).reshape({2, 5, KVH, D}), attn->k_norm->weight).transpose(1, 2);
+  auto v = qkv.narrow(2, (H + KVH) * D, KVH * D).reshape({2, 5, KVH, D}).transpose(1, 2);
+  auto positions = torch::arange(5, torch::kLong).unsqueeze(0).expand({2, 5});
+  auto angles = positions.to(torch::kFloat).unsqueeze(-1) * rope_frequencies(options, torch::kFloat);
+  auto emb = torch::cat({angles, angles}, -1);
+  auto rope = [&](const torch::Tensor& t) {
+    auto rotated = torch::cat({-t.narrow(-1, D / 2, D / 2), t.narrow(-1, 0, D / 2)}, -1);
+    return t * emb.cos().unsqueeze(1) + rotated * emb.sin().unsqueeze(1);
+  };
+  auto y = explicit_attention(rope(q), rope(k).repeat_interleave(H / KVH, 1), v.repeat_interleave(H / KVH, 1), {}, 0.0, true);
+  const auto expected = attn->c_proj(y.transpose(1, 2).reshape({2, 5, H * D}));
+  const auto ours = attn->forward(x, emb.cos(), emb.sin(), {}, true, nullptr);
+  EXPECT_TRUE(torch::allclose(ours, expected, 1e-5, 1e-6));
 }
 
 TEST_F(TransformerTest, InitialisationFollowsGpt2) {
