@@ -157,6 +157,17 @@ SafetensorsFile::~SafetensorsFile() {
   if (map_) ::munmap(const_cast<uint8_t*>(map_), size_);
 }
 
+void SafetensorsFile::release(const std::string& name) const {
+  auto found = entries_.find(name);
+  if (found == entries_.end() || found->second.end == found->second.begin) return;
+  // Whole pages inside the tensor's bytes only: a neighbour sharing a page keeps it.
+  const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = reinterpret_cast<uintptr_t>(map_ + data_start_ + found->second.begin);
+  const uintptr_t end = reinterpret_cast<uintptr_t>(map_ + data_start_ + found->second.end);
+  const uintptr_t first = (begin + page - 1) / page * page, last = end / page * page;
+  if (last > first) ::madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
+}
+
 torch::Tensor SafetensorsFile::tensor(const std::string& name) const {
   auto it = entries_.find(name);
   if (it == entries_.end()) throw std::runtime_error(path_.string() + ": no tensor \"" + name + "\"");
@@ -175,14 +186,19 @@ torch::Tensor SafetensorsFile::tensor(const std::string& name) const {
 // ---- writing ------------------------------------------------------------------------------------------
 
 void save_safetensors(const fs::path& path, const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
-                      const std::map<std::string, std::string>& metadata) {
+                      const std::map<std::string, std::string>& metadata,
+                      std::optional<torch::ScalarType> floating_dtype) {
+  // The dtype each tensor is written in: floating point ones converted when asked.
+  auto stored_dtype = [&](const torch::Tensor& t) {
+    return floating_dtype && t.is_floating_point() ? *floating_dtype : t.scalar_type();
+  };
   json header = json::object();
   uint64_t offset = 0;
   for (const auto& [name, t] : tensors) {
     if (name == "__metadata__" || header.contains(name))
       throw std::invalid_argument(path.string() + ": tensor name \"" + name + "\" is reserved or used twice");
-    const uint64_t bytes = static_cast<uint64_t>(t.numel()) * c10::elementSize(t.scalar_type());
-    header[name] = {{"dtype", safetensors_dtype_name(t.scalar_type())},
+    const uint64_t bytes = static_cast<uint64_t>(t.numel()) * c10::elementSize(stored_dtype(t));
+    header[name] = {{"dtype", safetensors_dtype_name(stored_dtype(t))},
                     {"shape", t.sizes().vec()},
                     {"data_offsets", {offset, offset + bytes}}};
     offset += bytes;
@@ -200,7 +216,7 @@ void save_safetensors(const fs::path& path, const std::vector<std::pair<std::str
     out.write(text.data(), static_cast<std::streamsize>(text.size()));
     for (const auto& [name, t] : tensors) {  // one tensor at a time on the host
       if (t.numel() == 0) continue;
-      const torch::Tensor host = t.detach().to(torch::kCPU).contiguous();
+      const torch::Tensor host = t.detach().to(torch::kCPU, stored_dtype(t)).contiguous();
       out.write(static_cast<const char*>(host.data_ptr()),
                 static_cast<std::streamsize>(host.numel() * host.element_size()));
     }

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -48,6 +49,10 @@ class SafetensorsFile {
   // A read-only view of the tensor's bytes in the mapping (CPU, its stored dtype); valid while
   // this file lives. An unknown name is a std::runtime_error naming the file.
   torch::Tensor tensor(const std::string& name) const;
+  // Drops the tensor's pages from this process's memory (they stay in the page cache; a later
+  // tensor() reads them again). Loading calls it after each copy, so the mapping never holds
+  // the whole file resident.
+  void release(const std::string& name) const;
 
  private:
   std::filesystem::path path_;
@@ -60,9 +65,11 @@ class SafetensorsFile {
 
 // Writes `tensors` (any device and dtype among the above; written contiguous, on the CPU) and
 // `metadata` as a safetensors file, atomically (a temporary file beside it, then a rename). Names
-// must be unique.
+// must be unique. With `floating_dtype`, floating-point tensors are written in it (converted one
+// at a time, as they are written: no converted copy of the whole set).
 void save_safetensors(const std::filesystem::path& path,
                       const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
-                      const std::map<std::string, std::string>& metadata = {});
+                      const std::map<std::string, std::string>& metadata = {},
+                      std::optional<torch::ScalarType> floating_dtype = std::nullopt);
 
 }  // namespace nurture

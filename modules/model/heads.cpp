@@ -57,6 +57,9 @@ void RewardModelImpl::reset() {
   transformer = register_module("transformer", Transformer(options));
   score = register_module("score", torch::nn::Linear(options.n_embd(), 1));
   init_scalar_head(score, options.n_embd());
+  // Pairwise losses see only reward differences, so the bias gets no true gradient (Adam would
+  // turn its rounding noise into steps); frozen at 0 it keeps the head Hugging Face's.
+  score->bias.set_requires_grad(false);
 }
 
 void RewardModelImpl::reset_parameters() {

@@ -28,7 +28,9 @@ class RewardModelImpl : public torch::nn::Cloneable<RewardModelImpl> {
 
   TransformerOptions options;
   Transformer transformer{nullptr};
-  torch::nn::Linear score{nullptr};  // Linear(C, 1)
+  // Linear(C, 1); its bias is frozen at 0 (requires_grad false): Hugging Face's and TRL's score
+  // head has none, and a pairwise loss cannot train one.
+  torch::nn::Linear score{nullptr};
 };
 TORCH_MODULE(RewardModel);
 

@@ -9,6 +9,7 @@
 #include <system_error>
 
 #include "modules/core/files.h"
+#include "modules/model/hf_format.h"
 
 namespace nurture {
 
@@ -28,6 +29,14 @@ bool known_kind(const std::string& kind) {
 // First line of an exception message (c10::Error appends a long C++ backtrace).
 std::string first_line(const std::string& message) { return message.substr(0, message.find('\n')); }
 
+// A reward model whose score bias was set (older nurture versions trained it): Hugging Face's
+// head cannot hold it.
+bool has_nonzero_score_bias(torch::nn::Module& model) {
+  auto params = model.named_parameters(/*recurse=*/true);
+  const torch::Tensor* bias = params.find("score.bias");
+  return bias != nullptr && bias->abs().max().item<double>() != 0.0;
+}
+
 struct ModelConfig {
   std::string kind;
   TransformerOptions options;
@@ -36,6 +45,10 @@ struct ModelConfig {
 ModelConfig read_config(const fs::path& dir) {
   if (!fs::is_directory(dir)) {
     throw std::runtime_error(dir.string() + ": model directory does not exist");
+  }
+  if (is_hf_model_dir(dir)) {
+    const HfModelConfig hf = read_hf_config(dir);
+    return {hf.kind, hf.options};
   }
   const fs::path file = dir / "config.json";
   std::ifstream in(file);
@@ -101,9 +114,18 @@ std::string shape_string(const torch::Tensor& t) {
 }  // namespace
 
 void save_model(const fs::path& dir, torch::nn::Module& model, const TransformerOptions& options,
-                const std::string& kind) {
+                const std::string& kind, ModelFormat format, const HfSaveOptions& hf) {
   if (!known_kind(kind)) {
     throw std::invalid_argument("save_model: kind \"" + kind + "\" must be \"lm\", \"reward\" or \"value\"");
+  }
+  if (format == ModelFormat::kAuto) {
+    format = kind != "value" && !hf_model_type_of(options).empty() && !has_nonzero_score_bias(model)
+                 ? ModelFormat::kHuggingFace
+                 : ModelFormat::kNurture;
+  }
+  if (format == ModelFormat::kHuggingFace) {
+    save_hf_model(dir, model, options, kind, hf);
+    return;
   }
   std::error_code error;
   fs::create_directories(dir, error);
@@ -195,35 +217,61 @@ void load_weights(torch::nn::Module& module, const fs::path& file, const torch::
   for (auto& [name, target] : targets) target.copy_(available.at(name));
 }
 
-Transformer load_transformer(const fs::path& dir, const torch::Device& device) {
+ModelFormat model_format_of(const fs::path& dir) {
+  read_config(dir);  // a directory of either format, valid
+  return is_hf_model_dir(dir) ? ModelFormat::kHuggingFace : ModelFormat::kNurture;
+}
+
+Transformer load_transformer(const fs::path& dir, const torch::Device& device, c10::optional<torch::ScalarType> dtype) {
   const ModelConfig config = read_config(dir);
   Transformer model(config.options);
   model->to(device);
+  if (is_hf_model_dir(dir)) {
+    const HfModelConfig hf = read_hf_config(dir);
+    model->to(dtype.value_or(hf.dtype));
+    load_hf_weights(*model, dir, hf, "lm");
+    return model;
+  }
   load_weights(*model, dir / "model.pt", device, config.kind == "lm" ? "" : "transformer.");
+  if (dtype) model->to(*dtype);
   return model;
 }
 
-RewardModel load_reward_model(const fs::path& dir, const torch::Device& device) {
+RewardModel load_reward_model(const fs::path& dir, const torch::Device& device, c10::optional<torch::ScalarType> dtype) {
   const ModelConfig config = read_config(dir);
   RewardModel model(config.options);
   model->to(device);
+  if (is_hf_model_dir(dir)) {
+    const HfModelConfig hf = read_hf_config(dir);
+    model->to(dtype.value_or(hf.dtype));
+    load_hf_weights(*model, dir, hf, "reward", /*backbone_only=*/config.kind != "reward");
+    return model;
+  }
   if (config.kind == "reward") {
     load_weights(*model, dir / "model.pt", device);
   } else {
     load_weights(*model->transformer, dir / "model.pt", device, config.kind == "lm" ? "" : "transformer.");
   }
+  if (dtype) model->to(*dtype);
   return model;
 }
 
-ValueModel load_value_model(const fs::path& dir, const torch::Device& device) {
+ValueModel load_value_model(const fs::path& dir, const torch::Device& device, c10::optional<torch::ScalarType> dtype) {
   const ModelConfig config = read_config(dir);
   ValueModel model(config.options);
   model->to(device);
+  if (is_hf_model_dir(dir)) {
+    const HfModelConfig hf = read_hf_config(dir);
+    model->to(dtype.value_or(hf.dtype));
+    load_hf_weights(*model->transformer, dir, hf, "lm");
+    return model;
+  }
   if (config.kind == "value") {
     load_weights(*model, dir / "model.pt", device);
   } else {
     load_weights(*model->transformer, dir / "model.pt", device, config.kind == "lm" ? "" : "transformer.");
   }
+  if (dtype) model->to(*dtype);
   return model;
 }
 

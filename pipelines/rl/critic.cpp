@@ -14,8 +14,7 @@ torch::Tensor response_values(ValueModel& value_model, const torch::Tensor& toke
 }
 
 Critic::Critic(const std::filesystem::path& dir, const torch::Device& device, torch::Dtype dtype)
-    : model_(load_value_model(dir, device)) {
-  model_->to(dtype);
+    : model_(load_value_model(dir, device, dtype)) {
   {
     torch::NoGradGuard no_grad;  // V = 0 everywhere at the start
     model_->value_head->weight.zero_();

@@ -72,8 +72,7 @@ std::unique_ptr<RewardModelScorer> load_reward_scorer(const std::filesystem::pat
                                                       std::shared_ptr<const ChatTemplate> chat_template,
                                                       int64_t batch_size, const torch::Device& device,
                                                       c10::optional<torch::Dtype> dtype, Padding padding) {
-  RewardModel model = load_reward_model(dir, device);
-  if (dtype) model->to(*dtype);
+  RewardModel model = load_reward_model(dir, device, dtype);
   model->eval();
   for (auto& p : model->parameters()) p.set_requires_grad(false);
   return std::make_unique<RewardModelScorer>(model, Tokenizer::load(dir.string()), std::move(chat_template),

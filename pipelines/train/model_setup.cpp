@@ -111,7 +111,7 @@ Transformer build_language_model(const StageContext& ctx, const Tokenizer& token
   Transformer model{nullptr};
   if (s.has("init_from")) {
     const fs::path dir = model_dir_of(ctx, "init_from");
-    model = load_transformer(dir, ctx.run.device);
+    model = load_transformer(dir, ctx.run.device, ctx.run.param_dtype());
     model->to(ctx.run.param_dtype());
     if (model->options.vocab_size() < tokenizer.vocab_size())
       throw std::runtime_error(s.where("init_from") + ": the model's vocabulary (" +
@@ -144,7 +144,10 @@ void save_model_dir(const fs::path& dir, torch::nn::Module& model, const Transfo
   if (!is_main_process()) return;
   const fs::path tmp = dir.string() + ".tmp";
   fs::remove_all(tmp);
-  save_model(tmp, model, options, kind);
+  HfSaveOptions hf;  // the ids transformers' generate stops at and pads with
+  hf.eos_token_id = tokenizer.eot_id();
+  hf.pad_token_id = tokenizer.pad_id();
+  save_model(tmp, model, options, kind, ModelFormat::kAuto, hf);
   tokenizer.save((tmp / kTokenizerFileName).string());
   const fs::path old = dir.string() + ".old";
   fs::remove_all(old);

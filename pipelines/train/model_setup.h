@@ -50,7 +50,8 @@ Transformer build_language_model(const StageContext& ctx, const Tokenizer& token
 // The chat template named by the stage's `chat_template` setting (registry lookup).
 std::shared_ptr<const ChatTemplate> stage_chat_template(const StageContext& ctx);
 
-// Writes <stage>/model/: config.json, model.pt and tokenizer.model, atomically (a temp
+// Writes <stage>/model/ (a Hugging Face directory when the shape is a Hugging Face architecture,
+// else config.json and model.pt; see save_model) and tokenizer.model, atomically (a temp
 // directory renamed into place). kind: "lm" | "reward" | "value".
 void save_model_dir(const std::filesystem::path& dir, torch::nn::Module& model,
                     const TransformerOptions& options, const std::string& kind,

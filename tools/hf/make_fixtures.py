@@ -2,12 +2,20 @@
 
 safetensors/reference.safetensors is written by safetensors.torch.save_file; reference.json holds,
 for each of its tensors, the dtype, shape and values that library put in, for the C++ tests to
-read the file against. The tensors are seeded: the output is the same on every run.
+read the file against.
+
+models/<name>/ are tiny random models of each architecture nurture reads, written by
+save_pretrained (one sharded, one in bf16, one reward model), and models/<name>/reference.json
+what transformers computes with them: the log-prob of every next token of fixed id sequences,
+greedy continuations, and (reward models) the scores. Everything is seeded: the output is the same
+on every run.
 """
 import json
 import os
+import shutil
 
 import torch
+import transformers
 from safetensors.torch import save_file
 
 OUT = os.path.join("tests", "fixtures", "hf")
@@ -41,6 +49,105 @@ def safetensors_fixture():
         f.write("\n")
 
 
+# ---------------------------------------------------------------------------------------------
+# Tiny models of each architecture
+# ---------------------------------------------------------------------------------------------
+
+VOCAB = 96
+SMALL = dict(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+             num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64, rms_norm_eps=1e-5,
+             bos_token_id=1, eos_token_id=2, pad_token_id=0)
+
+
+def models():
+    """(name, model class, config, save options) for every fixture model."""
+    T = transformers
+    rope = lambda theta, **extra: {"rope_type": extra.pop("rope_type", "default"), "rope_theta": theta, **extra}
+    return [
+        ("gpt2", T.GPT2LMHeadModel,
+         T.GPT2Config(vocab_size=VOCAB, n_positions=64, n_embd=32, n_layer=2, n_head=4, activation_function="gelu_new",
+                      resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=1, eos_token_id=2), {}),
+        # Llama 3.1's RoPE scaling, with an original context short enough to reach all three bands.
+        ("llama", T.LlamaForCausalLM,
+         T.LlamaConfig(**SMALL, tie_word_embeddings=False,
+                       rope_parameters=rope(500000.0, rope_type="llama3", factor=8.0, low_freq_factor=1.0,
+                                            high_freq_factor=4.0, original_max_position_embeddings=16)), {}),
+        ("mistral", T.MistralForCausalLM,
+         T.MistralConfig(**SMALL, sliding_window=None, tie_word_embeddings=False, rope_parameters=rope(1e6)), {}),
+        # Tied embeddings, q/k/v biases; stored in bf16.
+        ("qwen2", T.Qwen2ForCausalLM,
+         T.Qwen2Config(**SMALL, tie_word_embeddings=True, use_sliding_window=False, rope_parameters=rope(1e6)),
+         {"dtype": torch.bfloat16}),
+        # head_dim 16 with 4 heads on a width of 32, q/k norms; sharded.
+        ("qwen3", T.Qwen3ForCausalLM,
+         T.Qwen3Config(**SMALL, head_dim=16, tie_word_embeddings=False, use_sliding_window=False,
+                       rope_parameters=rope(1e6)),
+         {"max_shard_size": "30KB"}),
+        # A reward model as TRL's RewardTrainer writes one: one label, score.weight, no bias.
+        ("llama_reward", T.LlamaForSequenceClassification,
+         T.LlamaConfig(**SMALL, num_labels=1, tie_word_embeddings=False, rope_parameters=rope(10000.0)), {}),
+    ]
+
+
+def randomise(model, g):
+    """Weights large enough that a wrong mapping changes every log-prob (the default init is nearly uniform)."""
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            noise = torch.randn(p.shape, generator=g)
+            if p.dim() == 1 and name.endswith("weight"):  # norms
+                p.copy_(1.0 + 0.2 * noise)
+            else:
+                p.copy_(0.2 * noise)
+
+
+def reference(model, kind, g):
+    ids = torch.randint(3, VOCAB, (2, 14), generator=g)
+    out = {"ids": ids.tolist()}
+    with torch.no_grad():
+        if kind == "reward":
+            mask = torch.ones_like(ids)
+            ids[1, 10:] = 0  # the second row right-padded with pad_token_id
+            mask[1, 10:] = 0
+            out["ids"], out["attention_mask"] = ids.tolist(), mask.tolist()
+            out["rewards"] = model(input_ids=ids, attention_mask=mask).logits[:, 0].tolist()
+            return out
+        logits = model(input_ids=ids).logits.float()
+        logprobs = torch.log_softmax(logits, -1)[:, :-1].gather(-1, ids[:, 1:, None])[..., 0]
+        out["logprobs"] = logprobs.tolist()  # [2, 13]: log p(ids[t+1] | ids[..t])
+        prompt = ids[:, :5]
+        model.generation_config.eos_token_id = None
+        model.generation_config.pad_token_id = 0
+        greedy = model.generate(prompt, attention_mask=torch.ones_like(prompt), do_sample=False, max_new_tokens=8)
+        out["greedy_prompt"] = prompt.tolist()
+        out["greedy"] = greedy[:, 5:].tolist()
+    return out
+
+
+def model_fixtures():
+    root = os.path.join(OUT, "models")
+    shutil.rmtree(root, ignore_errors=True)
+    for index, (name, cls, config, save) in enumerate(models()):
+        g = torch.Generator().manual_seed(100 + index)
+        torch.manual_seed(100 + index)
+        model = cls(config).eval()
+        randomise(model, g)
+        out = os.path.join(root, name)
+        dtype = save.pop("dtype", None)
+        (model.to(dtype) if dtype else model).save_pretrained(out, **save)
+        # What transformers computes from the saved files (bf16 weights read back into fp32).
+        loaded = cls.from_pretrained(out, dtype=torch.float32).eval()
+        kind = "reward" if "SequenceClassification" in cls.__name__ else "lm"
+        result = {"model_type": config.model_type, "kind": kind, **reference(loaded, kind, g)}
+        with open(os.path.join(out, "reference.json"), "w") as f:
+            json.dump(result, f, indent=1)
+            f.write("\n")
+    # A sliding window shorter than the context: nurture attends to the whole context, so it must refuse.
+    sliding = os.path.join(root, "mistral_sliding_window")
+    T = transformers
+    T.MistralConfig(**SMALL, sliding_window=16).save_pretrained(sliding)
+
+
 if __name__ == "__main__":
     safetensors_fixture()
+    model_fixtures()
     print("[hf] wrote", OUT)

@@ -130,7 +130,7 @@ TEST_F(RewardModelTest, MalformedLineIsNamedThenSkippedWhenAsked) {
   const json m = stage_json("rm")["metrics"];
   EXPECT_EQ(m["skipped_lines"], 1);
   EXPECT_EQ(m["train_pairs"], 2);
-  EXPECT_TRUE(fs::exists(dir_ / "out" / "rm" / "model" / "model.pt"));
+  EXPECT_TRUE(fs::exists(dir_ / "out" / "rm" / "model" / "model.safetensors"));  // a Hugging Face directory
 }
 
 TEST_F(RewardModelTest, TooLongPairsLoseThePromptStartOrAreDropped) {
