@@ -28,6 +28,8 @@ const std::vector<Command>& commands() {
       {"chat", "chat with a model directory, one message per line of stdin", chat_command},
       {"data", "tokenize pre-training text into a token shard, or write the demo data", data_command},
       {"bench", "time the training step or generation for a model shape (tokens/s, MFU, memory)", bench_command},
+      {"score", "the log-probability (or reward) a model gives each line of a JSONL file", score_command},
+      {"export", "convert a model directory to Hugging Face's format or nurture's", export_command},
       {"launch", "start the workers of a data-parallel job on this node (torchrun-style)", launch_command},
   };
   return list;

@@ -27,5 +27,7 @@ int chat_command(const std::vector<std::string>& args);       // cli_chat.cpp
 int data_command(const std::vector<std::string>& args);       // cli_data.cpp
 int bench_command(const std::vector<std::string>& args);      // cli_bench.cpp
 int launch_command(const std::vector<std::string>& args);     // cli_launch.cpp
+int export_command(const std::vector<std::string>& args);     // export_command.cpp
+int score_command(const std::vector<std::string>& args);      // score_command.cpp
 
 }  // namespace nurture::cli

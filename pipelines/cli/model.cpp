@@ -40,12 +40,18 @@ LoadedModel load_model_dir(const std::string& command, const std::filesystem::pa
                            const torch::Device& device) {
   if (!std::filesystem::is_directory(dir))
     bad_value(command, "--model", dir.string() + ": no such directory (a model directory holds "
-                                                 "config.json, model.pt and tokenizer.model)");
-  for (const char* file : {"config.json", "model.pt", kTokenizerFileName}) {
+                                                 "config.json, the weights and tokenizer.model)");
+  for (const char* file : {"config.json", kTokenizerFileName}) {
     if (!std::filesystem::is_regular_file(dir / file))
       bad_value(command, "--model", (dir / file).string() + " is missing; is " + dir.string() +
                                         " a model directory written by nurture?");
   }
+  bool weights = false;
+  for (const char* file : {"model.pt", "model.safetensors", "model.safetensors.index.json"})
+    weights = weights || std::filesystem::is_regular_file(dir / file);
+  if (!weights)
+    bad_value(command, "--model", dir.string() + " has no weights (model.pt, or a Hugging Face directory's "
+                                                 "model.safetensors or model.safetensors.index.json)");
   LoadedModel loaded = [&] {
     try {
       return LoadedModel{load_transformer(dir, device), Tokenizer::load(dir.string())};
