@@ -74,6 +74,14 @@ find_path(NURTURE_JSON_INCLUDE nlohmann/json.hpp HINTS ${_nurture_hints} PATH_SU
 add_library(nurture_json INTERFACE)
 target_include_directories(nurture_json INTERFACE ${NURTURE_JSON_INCLUDE})
 
+# ---- PCRE2 (the pre-tokenizer regexes of Hugging Face's tokenizer.json, \p{L} and \p{N} classes) ----
+find_path(NURTURE_PCRE2_INCLUDE pcre2.h HINTS ${_nurture_hints} PATH_SUFFIXES include REQUIRED)
+find_library(NURTURE_PCRE2_LIB NAMES pcre2-8 HINTS ${_nurture_hints}
+             PATH_SUFFIXES lib lib/x86_64-linux-gnu REQUIRED)
+add_library(nurture_pcre2 INTERFACE)
+target_include_directories(nurture_pcre2 INTERFACE ${NURTURE_PCRE2_INCLUDE})
+target_link_libraries(nurture_pcre2 INTERFACE ${NURTURE_PCRE2_LIB})
+
 # ---- OpenSSL's libcrypto (SHA-256 of checkpoint files, pipelines/train/manifest.cpp) ------------------
 if(NURTURE_DEPS_PREFIX AND NOT OPENSSL_ROOT_DIR)
   list(GET NURTURE_DEPS_PREFIX 0 OPENSSL_ROOT_DIR)

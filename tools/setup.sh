@@ -16,6 +16,7 @@ packages=(
   libyaml-cpp-dev                     # recipes
   libboost-program-options-dev        # the CLI
   nlohmann-json3-dev                  # JSON / JSONL
+  libpcre2-dev                        # tokenizer.json's pre-tokenizer regexes (\p{L}, \p{N})
   libssl-dev                          # SHA-256 of checkpoint files (libcrypto)
   libgtest-dev libgmock-dev           # tests (GoogleTest and its matchers)
   clang libclang-rt-dev               # the fuzz targets (libFuzzer, ASan, UBSan)
