@@ -106,17 +106,24 @@ torch::Tensor filter_logits(const torch::Tensor& logits, int64_t top_k, double t
 
 // logits: [B, V] -> SampledToken
 SampledToken sample_token(const torch::Tensor& logits, double temperature, int64_t top_k,
-                          double top_p, c10::optional<at::Generator> generator) {
+                          double top_p, c10::optional<at::Generator> generator, int64_t vocab_limit) {
   TORCH_CHECK(logits.dim() == 2, "sample_token expects logits [B, V], got ", logits.sizes());
   check_sampling_args(temperature, top_k, top_p);
   auto x = logits.to(logits.scalar_type() == torch::kDouble ? torch::kDouble : torch::kFloat);
+  // What may be drawn: the ids a tokenizer has.
+  auto drawable = [&](const torch::Tensor& t) {
+    if (vocab_limit <= 0 || vocab_limit >= t.size(1)) return t;
+    auto limited = t.clone();
+    limited.narrow(1, vocab_limit, t.size(1) - vocab_limit).fill_(-std::numeric_limits<double>::infinity());
+    return limited;
+  };
   if (temperature == 0) {
-    auto token = x.argmax(-1);  // [B]
+    auto token = drawable(x).argmax(-1);  // [B]
     auto logprob = torch::log_softmax(x, -1).gather(-1, token.unsqueeze(-1)).squeeze(-1);
     return {token, logprob};
   }
   auto scaled = x / temperature;
-  auto probs = torch::softmax(filter_logits(scaled, top_k, top_p), -1);
+  auto probs = torch::softmax(filter_logits(drawable(scaled), top_k, top_p), -1);
   auto token = torch::multinomial(probs, 1, /*replacement=*/false, generator).squeeze(-1);  // [B]
   auto logprob = torch::log_softmax(scaled, -1).gather(-1, token.unsqueeze(-1)).squeeze(-1);
   return {token, logprob};
@@ -182,7 +189,7 @@ Generation generate(Transformer& model, const std::vector<std::vector<int64_t>>&
   int64_t steps = 0;
   while (steps < max_new) {
     auto sampled = sample_token(next_logits(prompt_len + steps), options.temperature(),
-                                options.top_k(), options.top_p(), generator);
+                                options.top_k(), options.top_p(), generator, options.vocab_limit());
     auto update = apply_stop(sampled.token, finished, stop_ids, options.pad_id());
     tokens.select(1, prompt_len + steps).copy_(update.token);
     mask.select(1, prompt_len + steps).copy_(update.valid);

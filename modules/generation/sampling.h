@@ -38,6 +38,10 @@ struct SamplingOptions {
   TORCH_ARG(std::vector<int64_t>, stop_ids) = {};  // e.g. <|im_end|>, <|endoftext|>
   TORCH_ARG(int64_t, pad_id) = 0;
   TORCH_ARG(bool, use_cache) = true;  // false: recompute the whole sequence every step (tests)
+  // > 0: ids from this one on are never drawn (a checkpoint's embedding rows beyond its
+  // tokenizer, padded to a round size, have no token to decode to). Their probability still
+  // counts in the reported log-probs, as in the training forward.
+  TORCH_ARG(int64_t, vocab_limit) = 0;
 };
 
 // The "all rows stopped?" check reads one value back from the device this often (in steps).
@@ -96,10 +100,12 @@ struct SampledToken {
 };
 
 // Draws one token per row: argmax when temperature is 0, else from softmax(filter_logits(
-// logits / temperature)). Computed in float32 (float64 logits stay float64).
+// logits / temperature)), among ids below vocab_limit when it is > 0. Computed in float32
+// (float64 logits stay float64).
 // logits: [B, V] -> SampledToken
 SampledToken sample_token(const torch::Tensor& logits, double temperature, int64_t top_k,
-                          double top_p, c10::optional<at::Generator> generator = c10::nullopt);
+                          double top_p, c10::optional<at::Generator> generator = c10::nullopt,
+                          int64_t vocab_limit = 0);
 
 struct StopUpdate {
   torch::Tensor token;     // [B] int64: the sampled token, pad_id in rows already finished

@@ -18,7 +18,11 @@
 #include <type_traits>
 #include <utility>
 
+#include <nlohmann/json.hpp>
+#include <optional>
+
 #include "modules/core/files.h"
+#include "modules/text/byte_level_bpe.h"
 #include "third_party/sentencepiece_shim/spm_shim.h"
 
 #ifndef NURTURE_SPM_SHIM_NAME
@@ -191,6 +195,8 @@ struct Tokenizer::Model {
   };
 
   nurture_spm* handle = nullptr;
+  std::optional<ByteLevelBpe> bpe;  // a Hugging Face tokenizer.json instead of SentencePiece
+  std::string hf_config;            // its tokenizer_config.json, as read
   std::string serialized;
   std::string source;
   int64_t vocab_size = 0;
@@ -241,6 +247,11 @@ Tokenizer::Tokenizer(std::shared_ptr<const Model> model) : model_(std::move(mode
 
 Tokenizer Tokenizer::load(const std::string& path) {
   fs::path file = path;
+  if (fs::is_directory(file) && fs::exists(file / kHfTokenizerFileName)) file /= kHfTokenizerFileName;
+  if (file.filename() == kHfTokenizerFileName && fs::exists(file)) {
+    const fs::path config = file.parent_path() / kHfTokenizerConfigFileName;
+    return from_hf_json(read_file(file), fs::exists(config) ? read_file(config) : std::string(), file.string());
+  }
   if (fs::is_directory(file)) file /= kTokenizerFileName;
   if (!fs::exists(file))
     throw std::runtime_error(
@@ -285,6 +296,55 @@ Tokenizer Tokenizer::from_bytes(std::string serialized_model, std::string source
   add_special(model->im_end);
   add_special(model->eot);
   add_special(model->pad);
+  return Tokenizer(std::move(model));
+}
+
+namespace {
+
+// tokenizer_config.json's name of a special token: "<|eot_id|>" or {"content": "<|eot_id|>", ...}.
+std::string special_token_name(const nlohmann::json& config, const std::string& key, const std::string& source) {
+  if (!config.contains(key) || config[key].is_null()) return "";
+  const auto& v = config[key];
+  if (v.is_string()) return v.get<std::string>();
+  if (v.is_object() && v.contains("content") && v["content"].is_string()) return v["content"].get<std::string>();
+  throw std::runtime_error(source + ": " + key + ": expected a token (a string or {\"content\": ...}), got " + v.dump());
+}
+
+}  // namespace
+
+Tokenizer Tokenizer::from_hf_json(std::string tokenizer_json, std::string config_json, std::string source_name) {
+  auto model = std::make_shared<Model>();
+  model->source = std::move(source_name);
+  model->bpe = ByteLevelBpe::from_json(tokenizer_json, model->source);
+  model->serialized = std::move(tokenizer_json);
+  model->hf_config = std::move(config_json);
+  model->vocab_size = model->bpe->vocab_size();
+  nlohmann::json config = nlohmann::json::object();
+  const std::string config_source = (fs::path(model->source).parent_path() / kHfTokenizerConfigFileName).string();
+  if (!model->hf_config.empty()) {
+    if (model->hf_config.size() > (size_t{16} << 20))
+      throw std::runtime_error(config_source + ": larger than the 16 MiB accepted");
+    try {
+      config = nlohmann::json::parse(model->hf_config);
+    } catch (const nlohmann::json::exception& e) {
+      throw std::runtime_error(config_source + ": not valid JSON: " + e.what());
+    }
+    if (!config.is_object()) throw std::runtime_error(config_source + ": expected a JSON object");
+  }
+  auto id_of = [&](const std::string& key) -> int64_t {
+    const std::string name = special_token_name(config, key, config_source);
+    if (name.empty()) return -1;
+    const int64_t id = model->bpe->token_id(name);
+    if (id < 0)
+      throw std::runtime_error(config_source + ": " + key + ": \"" + name + "\" is not a token of " + model->source);
+    return id;
+  };
+  model->im_start = model->bpe->token_id(kImStartToken);
+  model->im_end = model->bpe->token_id(kImEndToken);
+  model->eot = id_of("eos_token");
+  if (model->eot < 0) model->eot = model->bpe->token_id(kEndOfTextToken);
+  model->pad = id_of("pad_token");
+  if (model->pad < 0) model->pad = model->eot;
   return Tokenizer(std::move(model));
 }
 
@@ -372,6 +432,13 @@ Tokenizer Tokenizer::train(const TokenizerTrainOptions& options) {
 std::vector<int64_t> Tokenizer::encode(const std::string& text, bool allow_special) const {
   std::vector<int64_t> ids;
   const Model& m = *model_;
+  if (m.bpe) {
+    try {
+      return m.bpe->encode(text, allow_special);
+    } catch (const std::invalid_argument& e) {
+      throw std::runtime_error(m.source + ": cannot encode text: " + e.what());
+    }
+  }
   if (!allow_special || m.specials.empty()) {
     m.encode_plain(text, ids);
     return ids;
@@ -416,6 +483,14 @@ std::vector<std::vector<int64_t>> Tokenizer::encode_batch(const std::vector<std:
 std::string Tokenizer::decode(const std::vector<int64_t>& ids) const {
   const Model& m = *model_;
   std::string text;
+  if (m.bpe) {
+    std::vector<int64_t> kept;  // the padding token decodes to nothing
+    for (int64_t id : ids) {
+      m.check_id(id);
+      if (id != m.pad || m.pad == m.eot) kept.push_back(id);
+    }
+    return m.bpe->decode(kept, /*skip_special=*/false);
+  }
   std::vector<int> run;  // ordinary ids waiting to be decoded together
   for (int64_t id : ids) {
     m.check_id(id);
@@ -436,6 +511,10 @@ std::vector<std::string> Tokenizer::pieces(const std::vector<int64_t>& ids) cons
   out.reserve(ids.size());
   for (int64_t id : ids) {
     model_->check_id(id);
+    if (model_->bpe) {
+      out.push_back(model_->bpe->token(id));
+      continue;
+    }
     std::string piece;
     shim().id_to_piece(model_->handle, static_cast<int>(id), append_bytes, &piece);
     out.push_back(std::move(piece));
@@ -449,6 +528,7 @@ std::vector<std::string> Tokenizer::pieces(const std::vector<int64_t>& ids) cons
 int64_t Tokenizer::vocab_size() const { return model_->vocab_size; }
 
 int64_t Tokenizer::token_id(const std::string& piece) const {
+  if (model_->bpe) return model_->bpe->token_id(piece);
   return shim().piece_to_id(model_->handle, piece.data(), piece.size());
 }
 
@@ -457,10 +537,25 @@ int64_t Tokenizer::im_end_id() const { return model_->im_end; }
 int64_t Tokenizer::eot_id() const { return model_->eot; }
 int64_t Tokenizer::pad_id() const { return model_->pad; }
 bool Tokenizer::has_chat_tokens() const { return model_->im_start >= 0 && model_->im_end >= 0; }
-bool Tokenizer::is_special(int64_t id) const { return model_->special(id) != nullptr; }
+bool Tokenizer::is_special(int64_t id) const {
+  return model_->bpe ? model_->bpe->is_special(id) : model_->special(id) != nullptr;
+}
+std::vector<int64_t> Tokenizer::prefix_ids() const {
+  return model_->bpe ? model_->bpe->prefix_ids() : std::vector<int64_t>{};
+}
+bool Tokenizer::is_hugging_face() const { return model_->bpe.has_value(); }
 
 void Tokenizer::save(const std::string& path) const {
   write_tokenizer_file(path, model_->serialized);
+}
+
+void Tokenizer::save_to_directory(const std::string& dir) const {
+  if (!model_->bpe) {
+    save((fs::path(dir) / kTokenizerFileName).string());
+    return;
+  }
+  write_tokenizer_file(fs::path(dir) / kHfTokenizerFileName, model_->serialized);
+  if (!model_->hf_config.empty()) write_tokenizer_file(fs::path(dir) / kHfTokenizerConfigFileName, model_->hf_config);
 }
 const std::string& Tokenizer::serialized() const { return model_->serialized; }
 const std::string& Tokenizer::source() const { return model_->source; }

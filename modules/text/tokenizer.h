@@ -1,5 +1,12 @@
 // The tokenizer: a SentencePiece model (BPE or unigram, byte fallback) plus the chat special
-// tokens, which are atomic and never come out of ordinary text.
+// tokens, which are atomic and never come out of ordinary text; or a Hugging Face tokenizer.json
+// of the byte-level BPE family (modules/text/byte_level_bpe.h) with its tokenizer_config.json.
+//
+// A directory is read as Hugging Face's when it holds tokenizer.json, else as nurture's
+// (tokenizer.model). For a Hugging Face tokenizer, eot_id() is tokenizer_config.json's
+// eos_token, pad_id() its pad_token (else the eos token, as TRL pads), prefix_ids() what its
+// post-processor puts first (Llama 3's <|begin_of_text|>), im_start_id()/im_end_id() the ChatML
+// tokens where the vocabulary has them; is_special() is its added tokens marked special.
 //
 // SentencePiece itself lives in libnurture_spm_shim.so, loaded on first use by open_spm_shim()
 // (see third_party/sentencepiece_shim/spm_shim.h for why): from $NURTURE_SPM_SHIM if set, else
@@ -28,6 +35,8 @@ inline constexpr const char* kEndOfTextToken = "<|endoftext|>";
 inline constexpr const char* kPadToken = "<|pad|>";
 // The file name of the tokenizer inside a model directory; Tokenizer::load(dir) reads it.
 inline constexpr const char* kTokenizerFileName = "tokenizer.model";
+inline constexpr const char* kHfTokenizerFileName = "tokenizer.json";
+inline constexpr const char* kHfTokenizerConfigFileName = "tokenizer_config.json";
 
 struct TokenizerTrainOptions {
   std::vector<std::string> inputs;  // text files, one sentence / document per line
@@ -48,9 +57,13 @@ struct TokenizerTrainOptions {
 
 class Tokenizer {
  public:
-  // Reads a SentencePiece .model file (or `<dir>/tokenizer.model` when given a directory).
-  // A missing, truncated or foreign file is a std::runtime_error naming the path.
+  // Reads a SentencePiece .model file, a tokenizer.json, or a directory holding either
+  // (tokenizer.json first, with tokenizer_config.json beside it when there is one). A missing,
+  // truncated or foreign file is a std::runtime_error naming the path.
   static Tokenizer load(const std::string& path);
+  // A Hugging Face tokenizer from the bytes of tokenizer.json and tokenizer_config.json (empty:
+  // none); `source_name` appears in errors and source().
+  static Tokenizer from_hf_json(std::string tokenizer_json, std::string config_json, std::string source_name);
   // The bytes of a .model file; `source_name` appears in errors and source().
   static Tokenizer from_bytes(std::string serialized_model, std::string source_name);
   // Trains on options.inputs, writes options.output and returns it loaded.
@@ -73,10 +86,16 @@ class Tokenizer {
   int64_t eot_id() const;             // <|endoftext|>
   int64_t pad_id() const;             // <|pad|>, or the model's own SentencePiece pad
   bool has_chat_tokens() const;       // both <|im_start|> and <|im_end|>
-  bool is_special(int64_t id) const;  // one of the four above
+  bool is_special(int64_t id) const;  // one of the four above (Hugging Face: a special added token)
+  // Ids a sequence starts with (Hugging Face's post-processor BOS; none for SentencePiece here).
+  std::vector<int64_t> prefix_ids() const;
+  bool is_hugging_face() const;  // read from a tokenizer.json
 
   // Writes the serialized model (atomically); load(path) gives this tokenizer back.
   void save(const std::string& path) const;
+  // Writes this tokenizer's files into a model directory: tokenizer.model, or tokenizer.json
+  // and tokenizer_config.json. load(dir) gives it back.
+  void save_to_directory(const std::string& dir) const;
   const std::string& serialized() const;
   const std::string& source() const;  // the path or name it came from
 

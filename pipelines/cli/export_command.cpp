@@ -70,7 +70,7 @@ HfSaveOptions special_ids(const fs::path& dir) {
     ids.bos_token_id = config.bos_token_id;
     ids.eos_token_id = config.eos_token_id;
     ids.pad_token_id = config.pad_token_id;
-  } else if (fs::is_regular_file(dir / kTokenizerFileName)) {
+  } else if (fs::is_regular_file(dir / kTokenizerFileName) || fs::is_regular_file(dir / kHfTokenizerFileName)) {
     const Tokenizer tokenizer = Tokenizer::load(dir.string());
     ids.eos_token_id = tokenizer.eot_id();
     ids.pad_token_id = tokenizer.pad_id();

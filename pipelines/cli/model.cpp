@@ -41,11 +41,13 @@ LoadedModel load_model_dir(const std::string& command, const std::filesystem::pa
   if (!std::filesystem::is_directory(dir))
     bad_value(command, "--model", dir.string() + ": no such directory (a model directory holds "
                                                  "config.json, the weights and tokenizer.model)");
-  for (const char* file : {"config.json", kTokenizerFileName}) {
-    if (!std::filesystem::is_regular_file(dir / file))
-      bad_value(command, "--model", (dir / file).string() + " is missing; is " + dir.string() +
-                                        " a model directory written by nurture?");
-  }
+  if (!std::filesystem::is_regular_file(dir / "config.json"))
+    bad_value(command, "--model", (dir / "config.json").string() + " is missing; is " + dir.string() +
+                                      " a model directory?");
+  if (!std::filesystem::is_regular_file(dir / kTokenizerFileName) &&
+      !std::filesystem::is_regular_file(dir / kHfTokenizerFileName))
+    bad_value(command, "--model", dir.string() + " has no tokenizer (" + kTokenizerFileName + " or " +
+                                      kHfTokenizerFileName + ")");
   bool weights = false;
   for (const char* file : {"model.pt", "model.safetensors", "model.safetensors.index.json"})
     weights = weights || std::filesystem::is_regular_file(dir / file);
@@ -61,7 +63,7 @@ LoadedModel load_model_dir(const std::string& command, const std::filesystem::pa
   }();
   // A model may have more embedding rows than its tokenizer has pieces (padded), never fewer.
   if (loaded.tokenizer.vocab_size() > loaded.model->options.vocab_size())
-    bad_value(command, "--model", (dir / kTokenizerFileName).string() + " has " +
+    bad_value(command, "--model", loaded.tokenizer.source() + " has " +
                                       std::to_string(loaded.tokenizer.vocab_size()) + " pieces but " +
                                       (dir / "config.json").string() + " says vocab_size " +
                                       std::to_string(loaded.model->options.vocab_size()) +
@@ -102,8 +104,10 @@ std::vector<int64_t> sample_reply(LoadedModel& loaded, const std::vector<int64_t
                                   const SamplingOptions& sampling, const std::vector<int64_t>& stop_ids,
                                   at::Generator& generator) {
   const int64_t pad = loaded.tokenizer.pad_id();
-  auto settings = SamplingOptions(sampling).stop_ids(stop_ids).pad_id(
-      pad >= 0 && pad < loaded.model->options.vocab_size() ? pad : 0);
+  auto settings = SamplingOptions(sampling)
+                      .stop_ids(stop_ids)
+                      .pad_id(pad >= 0 && pad < loaded.model->options.vocab_size() ? pad : 0)
+                      .vocab_limit(loaded.tokenizer.vocab_size());
   return reply_ids(generate(loaded.model, {prompt}, settings, generator)).front();
 }
 

@@ -26,7 +26,8 @@ SamplingOptions ReplySampling::options(const Tokenizer& tokenizer, const ChatTem
       .top_k(temperature > 0 ? top_k : 0)
       .top_p(temperature > 0 ? top_p : 1.0)
       .stop_ids(chat_template.stop_ids(tokenizer))
-      .pad_id(std::max<int64_t>(tokenizer.pad_id(), 0));
+      .pad_id(std::max<int64_t>(tokenizer.pad_id(), 0))
+      .vocab_limit(tokenizer.vocab_size());
 }
 
 ReplySampling ReplySampling::greedy() const {

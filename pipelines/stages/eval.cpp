@@ -182,7 +182,7 @@ class EvalStage : public Stage {
   json evaluate_model(const StageContext& ctx, const NamedModel& m, std::vector<std::string>* answers) {
     Transformer model = load_transformer(m.dir, device_);
     model->eval();
-    const Tokenizer tokenizer = Tokenizer::load((m.dir / kTokenizerFileName).string());
+    const Tokenizer tokenizer = Tokenizer::load(m.dir.string());
     json row = json::object();
     if (!prompts_.empty()) {
       const std::vector<Reply> replies = greedy_answers(model, tokenizer);
@@ -230,7 +230,7 @@ class EvalStage : public Stage {
 
   std::vector<Reply> greedy_answers(Transformer& model, const Tokenizer& tokenizer) const {
     SamplingOptions o;
-    o.max_new_tokens(max_new_tokens_).temperature(0).stop_ids(template_->stop_ids(tokenizer)).pad_id(std::max<int64_t>(tokenizer.pad_id(), 0));
+    o.max_new_tokens(max_new_tokens_).temperature(0).stop_ids(template_->stop_ids(tokenizer)).pad_id(std::max<int64_t>(tokenizer.pad_id(), 0)).vocab_limit(tokenizer.vocab_size());
     return generate_texts(model, tokenizer, chat_prompts(tokenizer), o);
   }
 
@@ -248,7 +248,7 @@ class EvalStage : public Stage {
     Transformer reference = load_transformer(reference_dir_, device_);
     reference->eval();
     SamplingOptions o;
-    o.max_new_tokens(max_new_tokens_).temperature(1.0).stop_ids(template_->stop_ids(tokenizer)).pad_id(std::max<int64_t>(tokenizer.pad_id(), 0));
+    o.max_new_tokens(max_new_tokens_).temperature(1.0).stop_ids(template_->stop_ids(tokenizer)).pad_id(std::max<int64_t>(tokenizer.pad_id(), 0)).vocab_limit(tokenizer.vocab_size());
     const auto prompts = chat_prompts(tokenizer);
     torch::NoGradGuard no_grad;
     std::vector<double> out;
@@ -297,7 +297,7 @@ class EvalStage : public Stage {
     if (icl_.empty()) return json::object();
     Transformer model = load_transformer(m.dir, device_);
     model->eval();
-    const Tokenizer tokenizer = Tokenizer::load((m.dir / kTokenizerFileName).string());
+    const Tokenizer tokenizer = Tokenizer::load(m.dir.string());
     std::vector<std::vector<int64_t>> zero, few;
     for (size_t i = 0; i < icl_.size(); ++i) {
       std::string shots;
@@ -311,7 +311,7 @@ class EvalStage : public Stage {
       few.push_back(tokenizer.encode(shots + icl_[i].input + " ->"));
     }
     SamplingOptions o;
-    o.max_new_tokens(max_new_tokens_).temperature(0).stop_ids({tokenizer.eot_id()}).pad_id(std::max<int64_t>(tokenizer.pad_id(), 0));
+    o.max_new_tokens(max_new_tokens_).temperature(0).stop_ids({tokenizer.eot_id()}).pad_id(std::max<int64_t>(tokenizer.pad_id(), 0)).vocab_limit(tokenizer.vocab_size());
     auto correct = [&](const std::vector<std::vector<int64_t>>& prompts) {
       auto answers = generate_texts(model, tokenizer, prompts, o);
       std::vector<double> out;

@@ -78,7 +78,7 @@ Tokenizer stage_tokenizer(const StageContext& ctx) {
       throw std::runtime_error(s.where("tokenizer") + ": " + e.what());
     }
   }
-  if (s.has("init_from")) return Tokenizer::load((model_dir_of(ctx, "init_from") / kTokenizerFileName).string());
+  if (s.has("init_from")) return Tokenizer::load(model_dir_of(ctx, "init_from").string());  // either kind
   throw std::runtime_error("stages." + ctx.name + ": needs a tokenizer: set `tokenizer:` (a tokenizer "
                            "stage or a .model file) or `init_from:` (a model directory has one)");
 }
@@ -148,7 +148,7 @@ void save_model_dir(const fs::path& dir, torch::nn::Module& model, const Transfo
   hf.eos_token_id = tokenizer.eot_id();
   hf.pad_token_id = tokenizer.pad_id();
   save_model(tmp, model, options, kind, ModelFormat::kAuto, hf);
-  tokenizer.save((tmp / kTokenizerFileName).string());
+  tokenizer.save_to_directory(tmp.string());
   const fs::path old = dir.string() + ".old";
   fs::remove_all(old);
   if (fs::exists(dir)) fs::rename(dir, old);

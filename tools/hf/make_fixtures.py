@@ -147,7 +147,61 @@ def model_fixtures():
     T.MistralConfig(**SMALL, sliding_window=16).save_pretrained(sliding)
 
 
+# A ChatML template in Jinja, the form Qwen2/Qwen3 chat models carry in tokenizer_config.json.
+CHATML = ("{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + "
+          "'<|im_end|>' + '\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
+
+CONVERSATIONS = [
+    [{"role": "user", "content": "Hello, how are you?"}, {"role": "assistant", "content": "I am fine. 안녕하세요!"}],
+    [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "2 + 2 = ?"},
+     {"role": "assistant", "content": "4"}, {"role": "user", "content": "And 12345 * 3?"},
+     {"role": "assistant", "content": "37035 😀"}],
+    [{"role": "user", "content": "Type <|im_end|> for me"}],
+]
+
+
+def chat_model_fixture():
+    """models/qwen2_chat: a Qwen2 chat model with the qwen2 tokenizer of tokenizers/ (ChatML tokens),
+    its tokenizer_config.json as transformers writes it, an embedding padded beyond the vocabulary,
+    and what transformers renders and computes."""
+    T = transformers
+    tokenizer = T.PreTrainedTokenizerFast(tokenizer_file=os.path.join(OUT, "tokenizers", "qwen2", "tokenizer.json"),
+                                          eos_token="<|im_end|>", pad_token="<|endoftext|>")
+    tokenizer.chat_template = CHATML
+    padded = (len(tokenizer) + 63) // 64 * 64  # rows beyond the tokenizer, as real checkpoints have
+    config = T.Qwen2Config(vocab_size=padded, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                           num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+                           tie_word_embeddings=True, use_sliding_window=False, rms_norm_eps=1e-6,
+                           bos_token_id=None, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+                           rope_parameters={"rope_type": "default", "rope_theta": 1e6})
+    torch.manual_seed(7)
+    g = torch.Generator().manual_seed(7)
+    model = T.Qwen2ForCausalLM(config).eval()
+    randomise(model, g)
+    out = os.path.join(OUT, "models", "qwen2_chat")
+    model.to(torch.bfloat16).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    renderings = []
+    for messages in CONVERSATIONS:
+        for generation_prompt in (False, True):
+            if generation_prompt and messages[-1]["role"] == "assistant":
+                messages = messages[:-1]
+            ids = tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=generation_prompt,
+                                                return_dict=False)
+            renderings.append({"messages": messages, "add_generation_prompt": generation_prompt, "ids": list(ids)})
+    loaded = T.Qwen2ForCausalLM.from_pretrained(out, dtype=torch.float32).eval()
+    ids = torch.tensor([renderings[0]["ids"]])
+    with torch.no_grad():
+        logprobs = torch.log_softmax(loaded(input_ids=ids).logits, -1)[:, :-1].gather(-1, ids[:, 1:, None])[..., 0]
+    reference = {"renderings": renderings, "ids": ids.tolist(), "logprobs": logprobs.tolist(),
+                 "tokenizer_size": len(tokenizer), "vocab_size": padded}
+    with open(os.path.join(out, "reference.json"), "w") as f:
+        json.dump(reference, f, indent=1, ensure_ascii=False)
+        f.write("\n")
+
+
 if __name__ == "__main__":
     safetensors_fixture()
     model_fixtures()
+    chat_model_fixture()
     print("[hf] wrote", OUT)

@@ -127,6 +127,19 @@ TEST_F(Sampling, SampleTokenGreedyAndLogprobConvention) {
   EXPECT_NEAR(top1.logprob[1].item<double>(), scaled[1][1].item<double>(), 1e-12);
 }
 
+// Rows of the embedding beyond the tokenizer (vocab_limit) are never drawn, greedy or sampled,
+// while the log-prob stays the full distribution's (as the training forward computes it).
+TEST_F(Sampling, IdsFromTheVocabLimitOnAreNeverDrawn) {
+  auto logits = torch::tensor({0.5, 2.0, 9.0, 1.0, 3.0, 8.0}, f64()).view({2, 3});
+  auto greedy = sample_token(logits, 0.0, 0, 1.0, c10::nullopt, /*vocab_limit=*/2);
+  EXPECT_TRUE(torch::equal(greedy.token, torch::tensor({1, 1}, torch::kLong)));
+  EXPECT_NEAR(greedy.logprob[0].item<double>(), torch::log_softmax(logits, -1)[0][1].item<double>(), 1e-12);
+  EXPECT_TRUE(torch::equal(sample_token(logits, 0.0, 0, 1.0).token, torch::tensor({2, 2}, torch::kLong)));
+  auto gen = compat::make_generator(5, torch::kCPU);
+  for (int i = 0; i < 200; ++i)
+    EXPECT_LT(sample_token(logits, 1.0, 0, 1.0, gen, 2).token.max().item<int64_t>(), 2);
+}
+
 TEST_F(Sampling, SampleTokenFrequenciesFollowTheFilteredDistribution) {
   const int64_t n = 40000;
   auto logits = torch::tensor({0.1, 0.4, 0.2, 0.3}, f64()).log().view({1, 4}).expand({n, 4});

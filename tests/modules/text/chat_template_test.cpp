@@ -1,7 +1,9 @@
 // ChatML: the exact text form, ids that decode back to it, the loss mask (assistant contents
 // and their <|im_end|> only), generation prompts, literal special-token text inside messages,
 // role validation and stop ids. Uses a small tokenizer trained in the test.
+#include <algorithm>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <random>
 
 #include "modules/text/chat_template.h"
@@ -190,6 +192,36 @@ TEST_F(ChatTemplateTest, EmptyConversations) {
   for (size_t i = 0; i < reply.ids.size(); ++i)
     if (reply.loss_mask[i]) learned.push_back(reply.ids[i]);
   EXPECT_EQ(learned, (std::vector<int64_t>{tok().im_end_id()}));
+}
+
+// A ChatML model of Hugging Face's: nurture's rendering gives the ids transformers'
+// apply_chat_template(messages, tokenize=True) gives, multi-turn, with and without a system
+// prompt and a generation prompt. The one difference is deliberate: "<|im_end|>" typed inside a
+// message stays text here, while transformers' template tokenizes the rendered string with
+// special matching and lets the user close the turn (a prompt injection).
+TEST(HfChatTemplate, ChatMLRendersAsApplyChatTemplate) {
+  const fs::path dir = testing::source_dir() / "tests" / "fixtures" / "hf" / "models" / "qwen2_chat";
+  const Tokenizer tokenizer = Tokenizer::load(dir.string());
+  std::ifstream in(dir / "reference.json");
+  const auto reference = nlohmann::json::parse(in);
+  const ChatMLTemplate chatml;
+  int compared = 0;
+  for (const auto& r : reference["renderings"]) {
+    std::vector<Message> messages;
+    for (const auto& m : r["messages"]) messages.push_back({m["role"].get<std::string>(), m["content"].get<std::string>()});
+    const RenderedChat ours = chatml.render(tokenizer, messages, r["add_generation_prompt"].get<bool>());
+    const auto theirs = r["ids"].get<std::vector<int64_t>>();
+    const std::string text = chatml.render_text(messages, r["add_generation_prompt"].get<bool>());
+    if (text.find("Type <|im_end|>") == std::string::npos) {
+      EXPECT_EQ(ours.ids, theirs) << text;
+      ++compared;
+      continue;
+    }
+    EXPECT_EQ(tokenizer.decode(ours.ids), tokenizer.decode(theirs));  // the same text...
+    EXPECT_EQ(std::count(theirs.begin(), theirs.end(), tokenizer.im_end_id()),
+              std::count(ours.ids.begin(), ours.ids.end(), tokenizer.im_end_id()) + 1);  // ...one turn end fewer
+  }
+  EXPECT_EQ(compared, 4);
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include <iterator>
 #include <numeric>
 #include <random>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "modules/text/chat_template.h"
@@ -382,6 +383,61 @@ TEST_F(TokenizerTest, LoadsAModelWithoutChatTokens) {
   });
   EXPECT_NE(message.find("llama-style"), std::string::npos) << message;
   EXPECT_NE(message.find("<|im_start|>"), std::string::npos) << message;
+}
+
+// A Hugging Face directory (tokenizer.json + tokenizer_config.json as transformers wrote them):
+// the ids of the tokenizers library for every case it was checked on, the special ids from the
+// config, and a save into another directory that loads back the same.
+TEST(HfTokenizer, ADirectoryWithTokenizerJsonLoadsAsHuggingFaces) {
+  const fs::path dir = testing::source_dir() / "tests" / "fixtures" / "hf" / "models" / "qwen2_chat";
+  const Tokenizer tokenizer = Tokenizer::load(dir.string());
+  EXPECT_TRUE(tokenizer.is_hugging_face());
+  EXPECT_EQ(tokenizer.source(), (dir / "tokenizer.json").string());
+  EXPECT_EQ(tokenizer.vocab_size(), 902);
+  EXPECT_EQ(tokenizer.im_start_id(), 1);
+  EXPECT_EQ(tokenizer.im_end_id(), 2);
+  EXPECT_EQ(tokenizer.eot_id(), 2);  // eos_token <|im_end|>
+  EXPECT_EQ(tokenizer.pad_id(), 0);  // pad_token <|endoftext|>
+  EXPECT_TRUE(tokenizer.is_special(1));
+  EXPECT_FALSE(tokenizer.is_special(900));
+  EXPECT_TRUE(tokenizer.prefix_ids().empty());
+
+  std::ifstream in(testing::source_dir() / "tests" / "fixtures" / "hf" / "tokenizers" / "qwen2" / "cases.json");
+  const auto cases = nlohmann::json::parse(in);
+  ASSERT_TRUE(cases.contains("cases"));
+  int checked = 0;
+  for (const auto& c : cases["cases"]) {
+    const std::string text = c["text"].get<std::string>();
+    EXPECT_EQ(tokenizer.encode(text, true), c["ids"].get<std::vector<int64_t>>()) << text;
+    EXPECT_EQ(tokenizer.encode(text, false), c["ids_no_special"].get<std::vector<int64_t>>()) << text;
+    ++checked;
+  }
+  EXPECT_GT(checked, 100);
+  EXPECT_EQ(tokenizer.decode(tokenizer.encode("<|im_start|>user\n안녕<|im_end|>", true)), "<|im_start|>user\n안녕<|im_end|>");
+  EXPECT_EQ(tokenizer.decode({0, 5, 0}), tokenizer.decode({5}));  // padding decodes to nothing
+
+  const fs::path copy = testing::scratch_dir("HfTokenizerCopy");
+  tokenizer.save_to_directory(copy.string());
+  EXPECT_TRUE(fs::exists(copy / "tokenizer_config.json"));
+  const Tokenizer back = Tokenizer::load(copy.string());
+  EXPECT_TRUE(back.is_hugging_face());
+  EXPECT_EQ(back.encode("Hello 12345 😀", true), tokenizer.encode("Hello 12345 😀", true));
+  EXPECT_EQ(back.eot_id(), 2);
+}
+
+TEST(HfTokenizer, AConfigNamingAnUnknownTokenIsAnError) {
+  const fs::path dir = testing::scratch_dir("HfTokenizerBadConfig");
+  fs::copy_file(testing::source_dir() / "tests" / "fixtures" / "hf" / "models" / "qwen2_chat" / "tokenizer.json",
+                dir / "tokenizer.json", fs::copy_options::overwrite_existing);
+  testing::write_file(dir / "tokenizer_config.json", R"({"eos_token": "<|eot_id|>"})");
+  auto message = error_of<std::runtime_error>([&] { Tokenizer::load(dir.string()); });
+  EXPECT_NE(message.find((dir / "tokenizer_config.json").string() + ": eos_token: \"<|eot_id|>\" is not a token"), std::string::npos) << message;
+  testing::write_file(dir / "tokenizer_config.json", R"({"eos_token": 5})");
+  message = error_of<std::runtime_error>([&] { Tokenizer::load(dir.string()); });
+  EXPECT_NE(message.find("eos_token: expected a token"), std::string::npos) << message;
+  testing::write_file(dir / "tokenizer_config.json", "{");
+  message = error_of<std::runtime_error>([&] { Tokenizer::load(dir.string()); });
+  EXPECT_NE(message.find("tokenizer_config.json: not valid JSON"), std::string::npos) << message;
 }
 
 }  // namespace

@@ -31,7 +31,7 @@ TEST(Cli, AnUnknownCommandSuggestsTheClosest) {
   const auto r = run_nurture("genrate --prompt hi");
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_EQ(r.err, "error: nurture: unknown command 'genrate'; did you mean 'generate'? (commands: run, "
-                   "tokenizer, generate, chat, data, bench, launch; see nurture --help)\n");
+                   "tokenizer, generate, chat, data, bench, score, export, launch; see nurture --help)\n");
 }
 
 }  // namespace
