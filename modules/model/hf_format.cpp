@@ -545,43 +545,37 @@ void load_hf_weights(torch::nn::Module& module, const fs::path& dir, const HfMod
   if (!backbone_only && params.count("score.bias")) params.at("score.bias").zero_();
 }
 
-void save_hf_model(const fs::path& dir, torch::nn::Module& module, const TransformerOptions& options,
-                   const std::string& kind, const HfSaveOptions& save) {
-  std::string why;
-  const std::string model_type = hf_model_type_of(options, &why);
-  if (model_type.empty()) throw std::invalid_argument("no Hugging Face architecture has this shape: " + why);
-  const std::vector<HfWeightSlot> slots = hf_weight_slots(model_type, options, kind);
+namespace {
 
-  std::map<std::string, torch::Tensor> params;
-  for (auto& item : module.named_parameters(/*recurse=*/true)) params[item.key()] = item.value().detach();
-  if (params.empty()) throw std::invalid_argument("save_hf_model: the module has no parameters");
-  const torch::ScalarType dtype = save.dtype.value_or(params.begin()->second.scalar_type());
-  if (params.count("score.bias") && params.at("score.bias").abs().max().item<double>() != 0.0) {
-    throw std::invalid_argument("the reward model's score.bias is " +
-                                std::to_string(params.at("score.bias").item<double>()) +
-                                ", which Hugging Face's *ForSequenceClassification (no bias) cannot hold; keep nurture's format");
-  }
-  // The tensors in shards of at most shard_bytes (one tensor larger than that is a shard alone).
-  std::vector<std::vector<std::pair<std::string, torch::Tensor>>> shards(1);
-  int64_t shard_size = 0, total = 0;
+using Shard = std::vector<std::pair<std::string, torch::Tensor>>;
+
+// The slots' tensors in shards of at most `shard_bytes` (a tensor larger than that is a shard
+// alone); `total` gets the bytes of all of them.
+std::vector<Shard> plan_shards(const std::vector<HfWeightSlot>& slots, const std::map<std::string, torch::Tensor>& params,
+                               torch::ScalarType dtype, int64_t shard_bytes, int64_t* total) {
+  std::vector<Shard> shards(1);
+  int64_t shard_size = 0;
+  *total = 0;
   const int64_t element = static_cast<int64_t>(c10::elementSize(dtype));
   for (const auto& slot : slots) {
     auto found = params.find(slot.nurture);
     if (found == params.end()) throw std::invalid_argument("save_hf_model: the module has no \"" + slot.nurture + "\"");
     torch::Tensor view = slot_view(found->second, slot);
     const int64_t bytes = view.numel() * element;
-    if (shard_size > 0 && shard_size + bytes > save.shard_bytes) {
+    if (shard_size > 0 && shard_size + bytes > shard_bytes) {
       shards.emplace_back();
       shard_size = 0;
     }
     shards.back().emplace_back(slot.hf, view);
     shard_size += bytes;
-    total += bytes;
+    *total += bytes;
   }
+  return shards;
+}
 
-  std::error_code error;
-  fs::create_directories(dir, error);
-  if (error) throw std::runtime_error(dir.string() + ": cannot create the model directory: " + error.message());
+// Writes model.safetensors, or numbered shards and their index; removes the weight files of an
+// earlier save (another sharding, nurture's own model.pt), which would confuse a reader.
+void write_hf_weights(const fs::path& dir, const std::vector<Shard>& shards, int64_t total, torch::ScalarType dtype) {
   const std::map<std::string, std::string> metadata = {{"format", "pt"}};
   std::set<std::string> written;
   if (shards.size() == 1) {
@@ -600,85 +594,125 @@ void save_hf_model(const fs::path& dir, torch::nn::Module& module, const Transfo
     write_file_atomic(dir / kIndexFile, index.dump(2) + "\n");
     written.insert(kIndexFile);
   }
-  // Weights of an earlier save (another sharding, nurture's own model.pt) would confuse a reader.
+  std::error_code error;
   for (const auto& entry : fs::directory_iterator(dir)) {
     const std::string name = entry.path().filename().string();
     const bool weights = name == kIndexFile || name == "model.pt" ||
                          (name.size() > 12 && name.compare(name.size() - 12, 12, ".safetensors") == 0);
     if (weights && written.count(name) == 0) fs::remove(entry.path(), error);
   }
+}
 
-  const bool gpt2 = model_type == "gpt2";
+// config.json's rope_parameters (5.x); the 4.x spelling is the same less rope_theta.
+json hf_rope_json(const TransformerOptions& options) {
+  json rope = {{"rope_type", "default"}, {"rope_theta", options.rope_theta()}};
+  if (options.rope_scaling() == RopeScaling::kLinear) {
+    rope.update({{"rope_type", "linear"}, {"factor", options.rope_factor()}});
+  } else if (options.rope_scaling() == RopeScaling::kLlama3) {
+    rope.update({{"rope_type", "llama3"},
+                 {"factor", options.rope_factor()},
+                 {"low_freq_factor", options.rope_low_freq_factor()},
+                 {"high_freq_factor", options.rope_high_freq_factor()},
+                 {"original_max_position_embeddings", options.rope_original_context()}});
+  }
+  return rope;
+}
+
+// The architecture's own keys of config.json.
+json hf_shape_json(const std::string& model_type, const TransformerOptions& options) {
+  if (model_type == "gpt2") {
+    return {{"n_positions", options.block_size()},
+            {"n_ctx", options.block_size()},
+            {"n_embd", options.n_embd()},
+            {"n_layer", options.n_layer()},
+            {"n_head", options.n_head()},
+            {"n_inner", options.mlp_hidden() > 0 ? json(options.mlp_hidden()) : json(nullptr)},
+            {"activation_function", "gelu_new"},
+            {"layer_norm_epsilon", options.norm_eps()},
+            {"resid_pdrop", 0.0},
+            {"embd_pdrop", 0.0},
+            {"attn_pdrop", 0.0}};
+  }
+  const json rope = hf_rope_json(options);
+  json legacy_scaling = nullptr;  // transformers 4.x's spelling
+  if (options.rope_scaling() != RopeScaling::kNone) {
+    legacy_scaling = rope;
+    legacy_scaling.erase("rope_theta");
+  }
+  json shape = {{"hidden_size", options.n_embd()},
+                {"intermediate_size", resolved_mlp_hidden(options)},
+                {"num_hidden_layers", options.n_layer()},
+                {"num_attention_heads", options.n_head()},
+                {"num_key_value_heads", resolved_n_kv_head(options)},
+                {"head_dim", resolved_head_dim(options)},
+                {"max_position_embeddings", options.block_size()},
+                {"rms_norm_eps", options.norm_eps()},
+                {"hidden_act", "silu"},
+                {"attention_dropout", 0.0},
+                {"rope_parameters", rope},
+                {"rope_theta", options.rope_theta()},
+                {"rope_scaling", legacy_scaling}};
+  if (model_type == "llama") shape.update({{"attention_bias", options.bias()}, {"mlp_bias", options.bias()}});
+  if (model_type == "qwen2" || model_type == "qwen3") shape.update({{"use_sliding_window", false}, {"sliding_window", nullptr}});
+  return shape;
+}
+
+json hf_token_id(int64_t id) { return id >= 0 ? json(id) : json(nullptr); }
+
+json hf_config_json(const std::string& model_type, const TransformerOptions& options, const std::string& kind,
+                    torch::ScalarType dtype, const HfSaveOptions& save) {
   const std::map<std::string, std::string> classes = {
       {"gpt2", "GPT2"}, {"llama", "Llama"}, {"qwen2", "Qwen2"}, {"qwen3", "Qwen3"}};
-  const std::string arch =
-      classes.at(model_type) + (kind == "reward" ? "ForSequenceClassification" : (gpt2 ? "LMHeadModel" : "ForCausalLM"));
-  auto id = [](int64_t v) { return v >= 0 ? json(v) : json(nullptr); };
-  json config = {{"architectures", {arch}},
+  const std::string head =
+      kind == "reward" ? "ForSequenceClassification" : (model_type == "gpt2" ? "LMHeadModel" : "ForCausalLM");
+  json config = {{"architectures", {classes.at(model_type) + head}},
                  {"model_type", model_type},
                  {"vocab_size", options.vocab_size()},
                  {"tie_word_embeddings", options.tie_embeddings()},
                  {"dtype", dtype_name(dtype)},
                  {"torch_dtype", dtype_name(dtype)},  // transformers 4.x
-                 {"bos_token_id", id(save.bos_token_id)},
-                 {"eos_token_id", id(save.eos_token_id)},
-                 {"pad_token_id", id(save.pad_token_id)}};
+                 {"bos_token_id", hf_token_id(save.bos_token_id)},
+                 {"eos_token_id", hf_token_id(save.eos_token_id)},
+                 {"pad_token_id", hf_token_id(save.pad_token_id)}};
   if (kind == "reward") {
     config["num_labels"] = 1;
     config["id2label"] = {{"0", "LABEL_0"}};
     config["label2id"] = {{"LABEL_0", 0}};
   }
-  if (gpt2) {
-    config.update({{"n_positions", options.block_size()},
-                   {"n_ctx", options.block_size()},
-                   {"n_embd", options.n_embd()},
-                   {"n_layer", options.n_layer()},
-                   {"n_head", options.n_head()},
-                   {"n_inner", options.mlp_hidden() > 0 ? json(options.mlp_hidden()) : json(nullptr)},
-                   {"activation_function", "gelu_new"},
-                   {"layer_norm_epsilon", options.norm_eps()},
-                   {"resid_pdrop", 0.0},
-                   {"embd_pdrop", 0.0},
-                   {"attn_pdrop", 0.0}});
-  } else {
-    json rope = {{"rope_type", "default"}, {"rope_theta", options.rope_theta()}};
-    if (options.rope_scaling() == RopeScaling::kLinear) {
-      rope.update({{"rope_type", "linear"}, {"factor", options.rope_factor()}});
-    } else if (options.rope_scaling() == RopeScaling::kLlama3) {
-      rope.update({{"rope_type", "llama3"},
-                   {"factor", options.rope_factor()},
-                   {"low_freq_factor", options.rope_low_freq_factor()},
-                   {"high_freq_factor", options.rope_high_freq_factor()},
-                   {"original_max_position_embeddings", options.rope_original_context()}});
-    }
-    json legacy_scaling = nullptr;  // transformers 4.x's spelling
-    if (options.rope_scaling() != RopeScaling::kNone) {
-      legacy_scaling = rope;
-      legacy_scaling.erase("rope_theta");
-    }
-    config.update({{"hidden_size", options.n_embd()},
-                   {"intermediate_size", resolved_mlp_hidden(options)},
-                   {"num_hidden_layers", options.n_layer()},
-                   {"num_attention_heads", options.n_head()},
-                   {"num_key_value_heads", resolved_n_kv_head(options)},
-                   {"head_dim", resolved_head_dim(options)},
-                   {"max_position_embeddings", options.block_size()},
-                   {"rms_norm_eps", options.norm_eps()},
-                   {"hidden_act", "silu"},
-                   {"attention_dropout", 0.0},
-                   {"rope_parameters", rope},
-                   {"rope_theta", options.rope_theta()},
-                   {"rope_scaling", legacy_scaling}});
-    if (model_type == "llama") config.update({{"attention_bias", options.bias()}, {"mlp_bias", options.bias()}});
-    if (model_type == "qwen2" || model_type == "qwen3") {
-      config.update({{"use_sliding_window", false}, {"sliding_window", nullptr}});
-    }
+  config.update(hf_shape_json(model_type, options));
+  return config;
+}
+
+}  // namespace
+
+void save_hf_model(const fs::path& dir, torch::nn::Module& module, const TransformerOptions& options,
+                   const std::string& kind, const HfSaveOptions& save) {
+  std::string why;
+  const std::string model_type = hf_model_type_of(options, &why);
+  if (model_type.empty()) throw std::invalid_argument("no Hugging Face architecture has this shape: " + why);
+  const std::vector<HfWeightSlot> slots = hf_weight_slots(model_type, options, kind);
+
+  std::map<std::string, torch::Tensor> params;
+  for (auto& item : module.named_parameters(/*recurse=*/true)) params[item.key()] = item.value().detach();
+  if (params.empty()) throw std::invalid_argument("save_hf_model: the module has no parameters");
+  const torch::ScalarType dtype = save.dtype.value_or(params.begin()->second.scalar_type());
+  if (params.count("score.bias") && params.at("score.bias").abs().max().item<double>() != 0.0) {
+    throw std::invalid_argument("the reward model's score.bias is " +
+                                std::to_string(params.at("score.bias").item<double>()) +
+                                ", which Hugging Face's *ForSequenceClassification (no bias) cannot hold; keep nurture's format");
   }
-  json generation = {{"bos_token_id", id(save.bos_token_id)},
-                     {"eos_token_id", id(save.eos_token_id)},
-                     {"pad_token_id", id(save.pad_token_id)}};
+  int64_t total = 0;
+  const std::vector<Shard> shards = plan_shards(slots, params, dtype, save.shard_bytes, &total);
+
+  std::error_code error;
+  fs::create_directories(dir, error);
+  if (error) throw std::runtime_error(dir.string() + ": cannot create the model directory: " + error.message());
+  write_hf_weights(dir, shards, total, dtype);
+  json generation = {{"bos_token_id", hf_token_id(save.bos_token_id)},
+                     {"eos_token_id", hf_token_id(save.eos_token_id)},
+                     {"pad_token_id", hf_token_id(save.pad_token_id)}};
   write_file_atomic(dir / "generation_config.json", generation.dump(2) + "\n");
-  write_file_atomic(dir / "config.json", config.dump(2) + "\n");
+  write_file_atomic(dir / "config.json", hf_config_json(model_type, options, kind, dtype, save).dump(2) + "\n");
 }
 
 }  // namespace nurture

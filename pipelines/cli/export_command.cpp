@@ -87,6 +87,25 @@ std::string megabytes(const fs::path& dir) {
   return text;
 }
 
+// The module of `kind` in `dir` and its options, on the CPU in the stored dtype.
+std::pair<std::shared_ptr<torch::nn::Module>, TransformerOptions> load_as_stored(const fs::path& dir,
+                                                                                const std::string& kind) {
+  try {
+    if (kind == "lm") {
+      Transformer model = load_transformer(dir, torch::kCPU);
+      return {model.ptr(), model->options};
+    }
+    if (kind == "reward") {
+      RewardModel model = load_reward_model(dir, torch::kCPU);
+      return {model.ptr(), model->options};
+    }
+    ValueModel model = load_value_model(dir, torch::kCPU);
+    return {model.ptr(), model->options};
+  } catch (const std::runtime_error& e) {
+    throw UsageError("nurture export: --model " + std::string(e.what()));
+  }
+}
+
 }  // namespace
 
 int export_command(const std::vector<std::string>& args) {
@@ -129,25 +148,7 @@ int export_command(const std::vector<std::string>& args) {
   const std::string from = model_format_of(dir) == ModelFormat::kHuggingFace ? "hf" : "nurture";
 
   // The module and its options, loaded on the CPU in the stored dtype.
-  std::shared_ptr<torch::nn::Module> module;
-  TransformerOptions model_options;
-  try {
-    if (kind == "lm") {
-      Transformer model = load_transformer(dir, torch::kCPU);
-      module = model.ptr();
-      model_options = model->options;
-    } else if (kind == "reward") {
-      RewardModel model = load_reward_model(dir, torch::kCPU);
-      module = model.ptr();
-      model_options = model->options;
-    } else {
-      ValueModel model = load_value_model(dir, torch::kCPU);
-      module = model.ptr();
-      model_options = model->options;
-    }
-  } catch (const std::runtime_error& e) {
-    throw UsageError("nurture export: --model " + std::string(e.what()));
-  }
+  auto [module, model_options] = load_as_stored(dir, kind);
   std::string why;
   if (format == ModelFormat::kHuggingFace && hf_model_type_of(model_options, &why).empty())
     bad_value("export", "--format", "hf: no Hugging Face architecture has this model's shape (" + why + "); use --format nurture");
