@@ -197,6 +197,8 @@ struct Tokenizer::Model {
   nurture_spm* handle = nullptr;
   std::optional<ByteLevelBpe> bpe;  // a Hugging Face tokenizer.json instead of SentencePiece
   std::string hf_config;            // its tokenizer_config.json, as read
+  std::string chat_template;        // the Jinja chat template: chat_template.jinja, or the config's
+  bool chat_template_file = false;  // it came from chat_template.jinja (not tokenizer_config.json)
   std::string serialized;
   std::string source;
   int64_t vocab_size = 0;
@@ -250,7 +252,9 @@ Tokenizer Tokenizer::load(const std::string& path) {
   if (fs::is_directory(file) && fs::exists(file / kHfTokenizerFileName)) file /= kHfTokenizerFileName;
   if (file.filename() == kHfTokenizerFileName && fs::exists(file)) {
     const fs::path config = file.parent_path() / kHfTokenizerConfigFileName;
-    return from_hf_json(read_file(file), fs::exists(config) ? read_file(config) : std::string(), file.string());
+    const fs::path jinja = file.parent_path() / kHfChatTemplateFileName;
+    return from_hf_json(read_file(file), fs::exists(config) ? read_file(config) : std::string(), file.string(),
+                        fs::exists(jinja) ? read_file(jinja) : std::string());
   }
   if (fs::is_directory(file)) file /= kTokenizerFileName;
   if (!fs::exists(file))
@@ -301,6 +305,34 @@ Tokenizer Tokenizer::from_bytes(std::string serialized_model, std::string source
 
 namespace {
 
+// `bytes` with every invalid or cut-off UTF-8 sequence replaced by U+FFFD, as the tokenizers
+// library and SentencePiece decode: a reply whose last token ends inside a character stays text.
+std::string with_valid_utf8(const std::string& bytes) {
+  std::string out;
+  out.reserve(bytes.size());
+  const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
+  const size_t n = bytes.size();
+  for (size_t i = 0; i < n;) {
+    const unsigned char c = p[i];
+    size_t length = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+    bool ok = length > 0 && i + length <= n;
+    for (size_t k = 1; ok && k < length; ++k) ok = (p[i + k] & 0xC0) == 0x80;
+    if (ok && length > 1) {  // no overlong forms, surrogates or code points above U+10FFFF
+      uint32_t cp = c & (0x7F >> length);
+      for (size_t k = 1; k < length; ++k) cp = (cp << 6) | (p[i + k] & 0x3F);
+      ok = cp >= (length == 2 ? 0x80u : length == 3 ? 0x800u : 0x10000u) && cp <= 0x10FFFF && (cp < 0xD800 || cp > 0xDFFF);
+    }
+    if (ok) {
+      out.append(bytes, i, length);
+      i += length;
+    } else {
+      out += "\xEF\xBF\xBD";
+      ++i;
+    }
+  }
+  return out;
+}
+
 // tokenizer_config.json's name of a special token: "<|eot_id|>" or {"content": "<|eot_id|>", ...}.
 std::string special_token_name(const nlohmann::json& config, const std::string& key, const std::string& source) {
   if (!config.contains(key) || config[key].is_null()) return "";
@@ -310,9 +342,28 @@ std::string special_token_name(const nlohmann::json& config, const std::string& 
   throw std::runtime_error(source + ": " + key + ": expected a token (a string or {\"content\": ...}), got " + v.dump());
 }
 
+// tokenizer_config.json's chat_template: the Jinja text, or a list of named ones (transformers
+// 4.x) of which "default" is the one apply_chat_template uses; "" when there is none.
+std::string config_chat_template(const nlohmann::json& config, const std::string& source) {
+  if (!config.contains("chat_template") || config["chat_template"].is_null()) return "";
+  const auto& v = config["chat_template"];
+  if (v.is_string()) return v.get<std::string>();
+  if (v.is_array()) {
+    for (const auto& entry : v) {
+      if (entry.is_object() && entry.value("name", "") == "default" && entry.contains("template") &&
+          entry["template"].is_string())
+        return entry["template"].get<std::string>();
+    }
+    throw std::runtime_error(source + ": chat_template: a list of templates without one named \"default\"");
+  }
+  throw std::runtime_error(source + ": chat_template: expected Jinja text or a list of {name, template}, got " +
+                           v.type_name());
+}
+
 }  // namespace
 
-Tokenizer Tokenizer::from_hf_json(std::string tokenizer_json, std::string config_json, std::string source_name) {
+Tokenizer Tokenizer::from_hf_json(std::string tokenizer_json, std::string config_json, std::string source_name,
+                                  std::string chat_template_jinja) {
   auto model = std::make_shared<Model>();
   model->source = std::move(source_name);
   model->bpe = ByteLevelBpe::from_json(tokenizer_json, model->source);
@@ -345,6 +396,9 @@ Tokenizer Tokenizer::from_hf_json(std::string tokenizer_json, std::string config
   if (model->eot < 0) model->eot = model->bpe->token_id(kEndOfTextToken);
   model->pad = id_of("pad_token");
   if (model->pad < 0) model->pad = model->eot;
+  model->chat_template_file = !chat_template_jinja.empty();
+  model->chat_template = model->chat_template_file ? std::move(chat_template_jinja)
+                                                   : config_chat_template(config, config_source);
   return Tokenizer(std::move(model));
 }
 
@@ -489,7 +543,7 @@ std::string Tokenizer::decode(const std::vector<int64_t>& ids) const {
       m.check_id(id);
       if (id != m.pad || m.pad == m.eot) kept.push_back(id);
     }
-    return m.bpe->decode(kept, /*skip_special=*/false);
+    return with_valid_utf8(m.bpe->decode(kept, /*skip_special=*/false));
   }
   std::vector<int> run;  // ordinary ids waiting to be decoded together
   for (int64_t id : ids) {
@@ -556,7 +610,10 @@ void Tokenizer::save_to_directory(const std::string& dir) const {
   }
   write_tokenizer_file(fs::path(dir) / kHfTokenizerFileName, model_->serialized);
   if (!model_->hf_config.empty()) write_tokenizer_file(fs::path(dir) / kHfTokenizerConfigFileName, model_->hf_config);
+  if (model_->chat_template_file)
+    write_tokenizer_file(fs::path(dir) / kHfChatTemplateFileName, model_->chat_template);
 }
+const std::string& Tokenizer::chat_template_jinja() const { return model_->chat_template; }
 const std::string& Tokenizer::serialized() const { return model_->serialized; }
 const std::string& Tokenizer::source() const { return model_->source; }
 

@@ -37,6 +37,7 @@ inline constexpr const char* kPadToken = "<|pad|>";
 inline constexpr const char* kTokenizerFileName = "tokenizer.model";
 inline constexpr const char* kHfTokenizerFileName = "tokenizer.json";
 inline constexpr const char* kHfTokenizerConfigFileName = "tokenizer_config.json";
+inline constexpr const char* kHfChatTemplateFileName = "chat_template.jinja";  // transformers 5 writes it
 
 struct TokenizerTrainOptions {
   std::vector<std::string> inputs;  // text files, one sentence / document per line
@@ -61,9 +62,10 @@ class Tokenizer {
   // (tokenizer.json first, with tokenizer_config.json beside it when there is one). A missing,
   // truncated or foreign file is a std::runtime_error naming the path.
   static Tokenizer load(const std::string& path);
-  // A Hugging Face tokenizer from the bytes of tokenizer.json and tokenizer_config.json (empty:
-  // none); `source_name` appears in errors and source().
-  static Tokenizer from_hf_json(std::string tokenizer_json, std::string config_json, std::string source_name);
+  // A Hugging Face tokenizer from the bytes of tokenizer.json, tokenizer_config.json and
+  // chat_template.jinja (empty: none); `source_name` appears in errors and source().
+  static Tokenizer from_hf_json(std::string tokenizer_json, std::string config_json, std::string source_name,
+                                std::string chat_template_jinja = "");
   // The bytes of a .model file; `source_name` appears in errors and source().
   static Tokenizer from_bytes(std::string serialized_model, std::string source_name);
   // Trains on options.inputs, writes options.output and returns it loaded.
@@ -74,7 +76,8 @@ class Tokenizer {
   std::vector<int64_t> encode(const std::string& text, bool allow_special = false) const;
   std::vector<std::vector<int64_t>> encode_batch(const std::vector<std::string>& texts,
                                                  bool allow_special = false) const;
-  // Special tokens come back as their text, the padding token as nothing. An id outside the
+  // Special tokens come back as their text, the padding token as nothing; bytes that are not
+  // UTF-8 (ids that end inside a character) as U+FFFD, as the tokenizers library decodes. An id outside the
   // vocabulary is a std::out_of_range.
   std::string decode(const std::vector<int64_t>& ids) const;
   std::vector<std::string> pieces(const std::vector<int64_t>& ids) const;
@@ -90,11 +93,14 @@ class Tokenizer {
   // Ids a sequence starts with (Hugging Face's post-processor BOS; none for SentencePiece here).
   std::vector<int64_t> prefix_ids() const;
   bool is_hugging_face() const;  // read from a tokenizer.json
+  // The model's own chat template as Jinja text (chat_template.jinja, else tokenizer_config.json's
+  // chat_template); "" when it has none. modules/text/chat_template.h recognises its family.
+  const std::string& chat_template_jinja() const;
 
   // Writes the serialized model (atomically); load(path) gives this tokenizer back.
   void save(const std::string& path) const;
-  // Writes this tokenizer's files into a model directory: tokenizer.model, or tokenizer.json
-  // and tokenizer_config.json. load(dir) gives it back.
+  // Writes this tokenizer's files into a model directory: tokenizer.model, or tokenizer.json,
+  // tokenizer_config.json and chat_template.jinja. load(dir) gives it back.
   void save_to_directory(const std::string& dir) const;
   const std::string& serialized() const;
   const std::string& source() const;  // the path or name it came from

@@ -1,4 +1,4 @@
-// `nurture chat`: a conversation with a model directory in the ChatML template, one user turn per
+// `nurture chat`: a conversation with a model directory in its chat template (--chat-template, default the model's own), one user turn per
 // line of stdin. On a terminal it prompts `you> ` and prefixes replies with `assistant> `;
 // otherwise each reply is one plain line on stdout, so a script can drive it. The conversation
 // is kept between turns (its oldest turns forgotten when it outgrows the model's block_size);
@@ -18,12 +18,12 @@ namespace nurture::cli {
 namespace {
 
 constexpr const char* kChatUsage =
-    "chat --model DIR [--system TEXT] [--max-new-tokens N] [--temperature T] [--top-k K]\n"
-    "            [--top-p P] [--seed S] [--device cpu|cuda]";
+    "chat --model DIR [--system TEXT] [--chat-template NAME] [--max-new-tokens N]\n"
+    "            [--temperature T] [--top-k K] [--top-p P] [--seed S] [--device cpu|cuda]";
 
 constexpr const char* kChatSummary =
-    "Chats with the model in DIR (config.json, model.pt, tokenizer.model; any stage's model)\n"
-    "in the ChatML template. Each line of stdin is the user's next message; the reply is printed\n"
+    "Chats with the model in DIR (any stage's model, or a Hugging Face directory) in its chat\n"
+    "template. Each line of stdin is the user's next message; the reply is printed\n"
     "on stdout (after `assistant> ` on a terminal, as a plain line otherwise, for scripts). The\n"
     "conversation is kept; when it and a reply of --max-new-tokens no longer fit the model's\n"
     "block_size, its oldest turns are forgotten (never the system message). Without\n"
@@ -37,14 +37,15 @@ constexpr const char* kChatSummary =
 // user, assistant, user, ... ending with the user's message while a reply is being prepared.
 class Conversation {
  public:
-  Conversation(const Tokenizer& tokenizer, std::vector<Message> system)
-      : tokenizer_(tokenizer), system_(std::move(system)) {}
+  Conversation(const Tokenizer& tokenizer, std::shared_ptr<const ChatTemplate> chat_template,
+               std::vector<Message> system)
+      : tokenizer_(tokenizer), template_(std::move(chat_template)), system_(std::move(system)) {}
 
   // The prompt that asks for the reply to the turns so far.
   std::vector<int64_t> prompt() const {
     std::vector<Message> messages(system_);
     messages.insert(messages.end(), turns_.begin(), turns_.end());
-    return template_.render(tokenizer_, messages, /*add_generation_prompt=*/true).ids;
+    return template_->render(tokenizer_, messages, /*add_generation_prompt=*/true).ids;
   }
 
   // Adds the user's message and returns the prompt for the reply, first forgetting the oldest
@@ -68,11 +69,11 @@ class Conversation {
   void reset() { turns_.clear(); }
   bool has_system() const { return !system_.empty(); }
 
-  std::vector<int64_t> stop_ids() const { return template_.stop_ids(tokenizer_); }
+  std::vector<int64_t> stop_ids() const { return template_->stop_ids(tokenizer_); }
 
  private:
   const Tokenizer& tokenizer_;
-  ChatMLTemplate template_;
+  std::shared_ptr<const ChatTemplate> template_;
   std::vector<Message> system_;
   std::deque<Message> turns_;
 };
@@ -94,7 +95,7 @@ class ChatSession {
         tokenizer_(loaded_.tokenizer),
         sampling_(std::move(sampling)),
         block_size_(loaded_.model->options.block_size()),
-        conversation_(tokenizer_, system_message(vm)),
+        conversation_(tokenizer_, chat_template_option("chat", vm, tokenizer_), system_message(vm)),
         generator_(compat::make_generator(vm["seed"].as<uint64_t>(), device)),
         terminal_(::isatty(STDIN_FILENO) == 1) {
     // Unless asked otherwise, a reply takes at most a quarter of a small model's block, so that the
@@ -202,6 +203,7 @@ po::options_description chat_options() {
   options.add_options()
       ("model", po::value<std::string>(), "model directory (required)")
       ("system", po::value<std::string>(), "a system message at the start of the conversation");
+  add_chat_template_option(options);
   add_sampling_options(options, defaults);
   options.add_options()
       ("seed", po::value<uint64_t>()->default_value(0), "random seed (for the whole conversation)")
@@ -226,9 +228,6 @@ int chat_command(const std::vector<std::string>& args) {
   const torch::Device device = parse_device("chat", vm["device"].as<std::string>());
   const std::string dir = vm["model"].as<std::string>();
   LoadedModel loaded = load_model_dir("chat", dir, device);
-  if (!loaded.tokenizer.has_chat_tokens())
-    bad_value("chat", "--model", loaded.tokenizer.source() + " has no <|im_start|> and <|im_end|> tokens, "
-                                 "which a chat needs; use nurture generate for plain text");
   ChatSession(vm, std::move(loaded), std::move(sampling), device).run(dir);
   return kExitOk;
 }

@@ -31,14 +31,6 @@ const std::vector<std::string> kTokenizerFiles = {kTokenizerFileName,       "tok
                                                   "added_tokens.json",      "vocab.json",
                                                   "merges.txt",             "chat_template.jinja"};
 
-c10::optional<torch::ScalarType> parse_dtype(const std::string& name) {
-  if (name.empty()) return c10::nullopt;
-  if (name == "fp32" || name == "float32") return torch::kFloat32;
-  if (name == "bf16" || name == "bfloat16") return torch::kBFloat16;
-  if (name == "f16" || name == "fp16" || name == "float16") return torch::kFloat16;
-  bad_value("export", "--dtype", "must be fp32, bf16 or f16, got '" + name + "'");
-}
-
 // "5GB" (10^9), "500MB", "2GiB" (2^30), "123456" -> bytes.
 int64_t parse_size(const std::string& text) {
   size_t used = 0;
@@ -131,7 +123,7 @@ int export_command(const std::vector<std::string>& args) {
   if (format_name != "hf" && format_name != "nurture")
     bad_value("export", "--format", "must be hf or nurture, got '" + format_name + "'");
   const auto format = format_name == "hf" ? ModelFormat::kHuggingFace : ModelFormat::kNurture;
-  const auto dtype = parse_dtype(vm["dtype"].as<std::string>());
+  const auto dtype = parse_dtype("export", vm["dtype"].as<std::string>());
   const int64_t shard_bytes = parse_size(vm["shard-size"].as<std::string>());
   if (fs::exists(out)) bad_value("export", "--output", out.string() + " exists; choose a new directory");
   if (!fs::is_directory(dir)) bad_value("export", "--model", dir.string() + ": no such directory");

@@ -1,5 +1,5 @@
-// `nurture generate`: sample a completion of one prompt from a model directory (config.json,
-// model.pt, tokenizer.model), plainly or as a ChatML conversation, and print it on stdout.
+// `nurture generate`: sample a completion of one prompt from a model directory (nurture's or
+// Hugging Face's), plainly or as a turn of its chat template, and print it on stdout.
 #include <iostream>
 
 #include "modules/core/compat.h"
@@ -11,14 +11,16 @@ namespace nurture::cli {
 namespace {
 
 constexpr const char* kGenerateUsage =
-    "generate --model DIR --prompt TEXT [--chat [--system TEXT]] [--max-new-tokens N]\n"
-    "                [--temperature T] [--top-k K] [--top-p P] [--seed S] [--device cpu|cuda]";
+    "generate --model DIR --prompt TEXT [--chat [--system TEXT] [--chat-template NAME]]\n"
+    "                [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S]\n"
+    "                [--device cpu|cuda]";
 
 constexpr const char* kGenerateSummary =
-    "Prints a completion of TEXT sampled from the model in DIR (config.json, model.pt,\n"
-    "tokenizer.model). Plain prompts stop at <|endoftext|>; with --chat the prompt is the user's\n"
-    "turn of a ChatML conversation, the model writes the assistant's reply and stops at\n"
-    "<|im_end|>. --temperature 0 is greedy; the same --seed gives the same completion.";
+    "Prints a completion of TEXT sampled from the model in DIR (nurture's format or a Hugging\n"
+    "Face directory). Plain prompts stop at the end-of-text token; with --chat the prompt is the\n"
+    "user's turn of a conversation in the model's chat template (--chat-template to name one),\n"
+    "the model writes the assistant's reply and stops at the turn's end. --temperature 0 is\n"
+    "greedy; the same --seed gives the same completion.";
 
 }  // namespace
 
@@ -28,8 +30,9 @@ int generate_command(const std::vector<std::string>& args) {
   options.add_options()
       ("model", po::value<std::string>(), "model directory (required)")
       ("prompt", po::value<std::string>(), "the text to continue, or with --chat the user's message (required)")
-      ("chat", "render the prompt as a ChatML user turn and generate the assistant's reply")
+      ("chat", "render the prompt as a user turn of the model's chat template and generate the reply")
       ("system", po::value<std::string>(), "with --chat: a system message before the user's");
+  add_chat_template_option(options);
   add_sampling_options(options, defaults);
   options.add_options()
       ("seed", po::value<uint64_t>()->default_value(0), "random seed")
@@ -62,18 +65,16 @@ int generate_command(const std::vector<std::string>& args) {
   std::vector<int64_t> prompt;
   std::vector<int64_t> stop_ids;
   if (chat) {
-    if (!tokenizer.has_chat_tokens())
-      bad_value("generate", "--chat",
-                "needs a tokenizer with <|im_start|> and <|im_end|>; " + tokenizer.source() +
-                    " lacks them (drop --chat)");
+    const auto chat_template = chat_template_option("generate", vm, tokenizer);
     std::vector<Message> messages;
     if (vm.count("system")) messages.push_back({"system", vm["system"].as<std::string>()});
     messages.push_back({"user", text});
-    const ChatMLTemplate chat_template;
-    prompt = chat_template.render(tokenizer, messages, /*add_generation_prompt=*/true).ids;
-    stop_ids = chat_template.stop_ids(tokenizer);
+    prompt = chat_template->render(tokenizer, messages, /*add_generation_prompt=*/true).ids;
+    stop_ids = chat_template->stop_ids(tokenizer);
   } else {
-    prompt = tokenizer.encode(text);
+    prompt = tokenizer.prefix_ids();
+    const auto ids = tokenizer.encode(text);
+    prompt.insert(prompt.end(), ids.begin(), ids.end());
     if (tokenizer.eot_id() >= 0) stop_ids.push_back(tokenizer.eot_id());
   }
   if (prompt.empty()) bad_value("generate", "--prompt", "is empty: give the model some text to continue");

@@ -36,8 +36,34 @@ torch::Device parse_device(const std::string& command, const std::string& name) 
   return torch::kCUDA;
 }
 
+c10::optional<torch::ScalarType> parse_dtype(const std::string& command, const std::string& name) {
+  if (name.empty()) return c10::nullopt;
+  if (name == "fp32" || name == "float32") return torch::kFloat32;
+  if (name == "bf16" || name == "bfloat16") return torch::kBFloat16;
+  if (name == "f16" || name == "fp16" || name == "float16") return torch::kFloat16;
+  bad_value(command, "--dtype", "must be fp32, bf16 or f16, got '" + name + "'");
+}
+
+void add_chat_template_option(po::options_description& options) {
+  options.add_options()("chat-template", po::value<std::string>()->default_value("auto"),
+                        "auto (the model's own template), chatml, qwen3, llama3 or llama3.1");
+}
+
+std::shared_ptr<const ChatTemplate> chat_template_option(const std::string& command, const po::variables_map& vm,
+                                                         const Tokenizer& tokenizer) {
+  const std::string name = vm["chat-template"].as<std::string>();
+  std::shared_ptr<const ChatTemplate> found;
+  try {
+    found = resolve_chat_template(name, tokenizer, "--chat-template " + name);
+    found->stop_ids(tokenizer);  // the tokens it needs are there
+  } catch (const std::runtime_error& e) {
+    throw UsageError("nurture " + command + ": " + e.what());
+  }
+  return found;
+}
+
 LoadedModel load_model_dir(const std::string& command, const std::filesystem::path& dir,
-                           const torch::Device& device) {
+                           const torch::Device& device, c10::optional<torch::ScalarType> dtype) {
   if (!std::filesystem::is_directory(dir))
     bad_value(command, "--model", dir.string() + ": no such directory (a model directory holds "
                                                  "config.json, the weights and tokenizer.model)");
@@ -56,7 +82,7 @@ LoadedModel load_model_dir(const std::string& command, const std::filesystem::pa
                                                  "model.safetensors or model.safetensors.index.json)");
   LoadedModel loaded = [&] {
     try {
-      return LoadedModel{load_transformer(dir, device), Tokenizer::load(dir.string())};
+      return LoadedModel{load_transformer(dir, device, dtype), Tokenizer::load(dir.string())};
     } catch (const std::runtime_error& e) {
       throw UsageError("nurture " + command + ": " + std::string(e.what()));
     }

@@ -12,6 +12,7 @@
 
 #include "modules/generation/sampling.h"
 #include "modules/model/transformer.h"
+#include "modules/text/chat_template.h"
 #include "modules/text/tokenizer.h"
 #include "pipelines/cli/args.h"
 
@@ -23,6 +24,10 @@ namespace nurture::cli {
 // "cpu", or "cuda" when this LibTorch sees a CUDA device; anything else names --device.
 torch::Device parse_device(const std::string& command, const std::string& name);
 
+// --dtype: "" (none: as stored), fp32, bf16 or f16 (and their long names); anything else names
+// the flag.
+c10::optional<torch::ScalarType> parse_dtype(const std::string& command, const std::string& name);
+
 // A model directory: config.json, model.pt and tokenizer.model.
 struct LoadedModel {
   Transformer model{nullptr};
@@ -32,7 +37,15 @@ struct LoadedModel {
 // Loads `dir` on `device`. A directory that is missing, lacks one of its files or holds a file
 // that does not load is a UsageError naming --model and the path.
 LoadedModel load_model_dir(const std::string& command, const std::filesystem::path& dir,
-                           const torch::Device& device);
+                           const torch::Device& device, c10::optional<torch::ScalarType> dtype = c10::nullopt);
+
+// Adds --chat-template (default auto: the model's own template, recognised).
+void add_chat_template_option(po::options_description& options);
+
+// The chat template --chat-template names for `tokenizer`; one that is unknown, unrecognised or
+// wrong for the tokenizer is a UsageError naming the flag.
+std::shared_ptr<const ChatTemplate> chat_template_option(const std::string& command, const po::variables_map& vm,
+                                                         const Tokenizer& tokenizer);
 
 // Adds --max-new-tokens, --temperature, --top-k and --top-p with these defaults.
 void add_sampling_options(po::options_description& options, const SamplingOptions& defaults);

@@ -2,6 +2,8 @@
 // (lm-eval's loglikelihood; the seeds' "a language model gives each sentence a probability"), a
 // reward model its reward; one JSON object per input line, in order, on stdout.
 #include <fstream>
+#include <functional>
+#include <optional>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
@@ -17,17 +19,20 @@ namespace fs = std::filesystem;
 using json = nlohmann::json;
 
 constexpr const char* kScoreUsage =
-    "score --model DIR --input FILE.jsonl [--per-token] [--batch N] [--device cpu|cuda]";
+    "score --model DIR --input FILE.jsonl [--per-token] [--batch N] [--chat-template NAME] [--dtype D]\n"
+    "              [--device cpu|cuda]";
 
 constexpr const char* kScoreSummary =
     "Scores every line of FILE.jsonl with the model in DIR and prints one JSON object per line:\n"
-    "  {\"text\": ...}                      every token after the first scored\n"
+    "  {\"text\": ...}                      every token after the first scored (after BOS where the\n"
+    "                                     tokenizer starts sequences with one)\n"
     "  {\"prompt\": ..., \"completion\": ...}  the completion's tokens scored, given the prompt\n"
-    "  {\"messages\": [...]}                the assistant replies scored (ChatML, as sft trains)\n"
+    "  {\"messages\": [...]}                the assistant replies scored (the chat template, as sft trains)\n"
     "  {\"ids\": [...]}                     given token ids; every id after the first scored\n"
     "A language model prints {\"logprob\", \"tokens\", \"perplexity\"} (natural log, summed over\n"
     "the scored tokens; perplexity = exp(-logprob / tokens)) and with --per-token also\n"
-    "\"token_logprobs\"; a reward model prints {\"reward\"}.";
+    "\"token_logprobs\"; a reward model prints {\"reward\"}. {\"ids\"} lines need no tokenizer: a\n"
+    "directory without one scores those alone.";
 
 // One input line as ids and which of them are scored (mask[t] = 1: ids[t] is predicted from
 // ids[..t-1]; the first id is never scored).
@@ -52,24 +57,68 @@ std::string string_of(const json& record, const std::string& key, const std::str
   return record[key].get<std::string>();
 }
 
-Scored parse_line(const json& record, const std::string& where, const LoadedModel& loaded) {
-  const Tokenizer& tokenizer = loaded.tokenizer;
+// `scored` with its first token unscored (nothing predicts it), if it has tokens and fits the context.
+Scored checked(Scored scored, const std::string& where, int64_t block_size) {
+  if (!scored.mask.empty()) scored.mask[0] = 0;
+  if (scored.ids.empty()) throw UsageError(where + "nothing to score: the line has no tokens");
+  if (static_cast<int64_t>(scored.ids.size()) > block_size)
+    throw UsageError(where + std::to_string(scored.ids.size()) + " tokens, more than the model's context of " +
+                     std::to_string(block_size));
+  return scored;
+}
+
+// The model scored and its tokenizer; a directory without tokenizer files scores {"ids"} lines only.
+struct ScoreModel {
+  Transformer model{nullptr};
+  std::optional<Tokenizer> tokenizer;
+  std::string dir;
+
+  // The tokenizer a line of `where` needs to become ids.
+  const Tokenizer& tokenizer_for(const std::string& where) const {
+    if (!tokenizer)
+      throw UsageError(where + dir + " has no tokenizer (" + kTokenizerFileName + " or " + kHfTokenizerFileName +
+                       "): only {\"ids\": [...]} lines can be scored with it");
+    return *tokenizer;
+  }
+  int64_t pad_id() const { return tokenizer ? std::max<int64_t>(tokenizer->pad_id(), 0) : 0; }
+};
+
+ScoreModel load_score_model(const fs::path& dir, const torch::Device& device, c10::optional<torch::ScalarType> dtype) {
+  if (fs::is_regular_file(dir / kTokenizerFileName) || fs::is_regular_file(dir / kHfTokenizerFileName)) {
+    LoadedModel loaded = load_model_dir("score", dir, device, dtype);
+    return {loaded.model, std::move(loaded.tokenizer), dir.string()};
+  }
+  if (!fs::is_directory(dir)) bad_value("score", "--model", dir.string() + ": no such directory");
+  try {
+    return {load_transformer(dir, device, dtype), std::nullopt, dir.string()};
+  } catch (const std::runtime_error& e) {
+    throw UsageError("nurture score: --model " + std::string(e.what()));
+  }
+}
+
+Scored parse_line(const json& record, const std::string& where, const ScoreModel& loaded,
+                  const std::function<std::shared_ptr<const ChatTemplate>()>& chat_template) {
   Scored out;
   if (record.contains("ids")) {
     out.ids = ids_of(record["ids"], where, loaded.model->options.vocab_size());
     out.mask.assign(out.ids.size(), 1);
-  } else if (record.contains("text")) {
-    out.ids = tokenizer.encode(string_of(record, "text", where));
+    return checked(std::move(out), where, loaded.model->options.block_size());
+  }
+  const Tokenizer& tokenizer = loaded.tokenizer_for(where);
+  if (record.contains("text")) {
+    out.ids = tokenizer.prefix_ids();  // BOS where the tokenizer puts one (Llama 3), then the text
+    const auto text = tokenizer.encode(string_of(record, "text", where));
+    out.ids.insert(out.ids.end(), text.begin(), text.end());
     out.mask.assign(out.ids.size(), 1);
   } else if (record.contains("prompt") && record.contains("completion")) {
-    out.ids = tokenizer.encode(string_of(record, "prompt", where));
+    out.ids = tokenizer.prefix_ids();
+    const auto prompt = tokenizer.encode(string_of(record, "prompt", where));
+    out.ids.insert(out.ids.end(), prompt.begin(), prompt.end());
     const auto completion = tokenizer.encode(string_of(record, "completion", where));
     out.mask.assign(out.ids.size(), 0);
     out.ids.insert(out.ids.end(), completion.begin(), completion.end());
     out.mask.resize(out.ids.size(), 1);
   } else if (record.contains("messages")) {
-    if (!tokenizer.has_chat_tokens())
-      throw UsageError(where + "messages: " + tokenizer.source() + " has no <|im_start|>/<|im_end|> to render a chat with");
     std::vector<Message> messages;
     if (!record["messages"].is_array()) throw UsageError(where + "messages: expected a list");
     for (const auto& m : record["messages"]) {
@@ -78,18 +127,13 @@ Scored parse_line(const json& record, const std::string& where, const LoadedMode
         throw UsageError(where + "messages: each message is {\"role\": ..., \"content\": ...}, got " + m.dump());
       messages.push_back({m["role"].get<std::string>(), m["content"].get<std::string>()});
     }
-    const RenderedChat chat = ChatMLTemplate().render(tokenizer, messages, /*add_generation_prompt=*/false);
+    const RenderedChat chat = chat_template()->render(tokenizer, messages, /*add_generation_prompt=*/false);
     out.ids = chat.ids;
     out.mask = chat.loss_mask;
   } else {
     throw UsageError(where + "expected \"text\", \"prompt\" and \"completion\", \"messages\" or \"ids\"");
   }
-  if (!out.mask.empty()) out.mask[0] = 0;  // nothing predicts the first token
-  if (out.ids.empty()) throw UsageError(where + "nothing to score: the line has no tokens");
-  if (static_cast<int64_t>(out.ids.size()) > loaded.model->options.block_size())
-    throw UsageError(where + std::to_string(out.ids.size()) + " tokens, more than the model's context of " +
-                     std::to_string(loaded.model->options.block_size()));
-  return out;
+  return checked(std::move(out), where, loaded.model->options.block_size());
 }
 
 // The batch right-padded: ids and attention mask [B, T].
@@ -108,9 +152,9 @@ std::pair<torch::Tensor, torch::Tensor> pad_batch(const std::vector<Scored>& bat
 }
 
 // Log-probs of each scored token -> one JSON object per row.
-std::vector<json> score_lm(LoadedModel& loaded, const std::vector<Scored>& batch, bool per_token,
+std::vector<json> score_lm(ScoreModel& loaded, const std::vector<Scored>& batch, bool per_token,
                            const torch::Device& device) {
-  auto [ids, mask] = pad_batch(batch, std::max<int64_t>(loaded.tokenizer.pad_id(), 0), device);
+  auto [ids, mask] = pad_batch(batch, loaded.pad_id(), device);
   const auto logits = loaded.model->forward(ids, mask).to(torch::kFloat64);  // [B, T, V]
   const auto logprobs = torch::log_softmax(logits.narrow(1, 0, ids.size(1) - 1), -1)
                             .gather(-1, ids.narrow(1, 1, ids.size(1) - 1).unsqueeze(-1))
@@ -144,7 +188,10 @@ int score_command(const std::vector<std::string>& args) {
       ("model", po::value<std::string>(), "model directory: a language or reward model (required)")
       ("input", po::value<std::string>(), "JSONL file, one input per line (required)")
       ("per-token", "also print each scored token's log-prob")
+      ("chat-template", po::value<std::string>()->default_value("auto"),
+       "how {\"messages\"} lines become tokens: auto (the model's own template), chatml, qwen3, llama3, llama3.1")
       ("batch", po::value<int64_t>()->default_value(8), "lines scored together")
+      ("dtype", po::value<std::string>()->default_value(""), "compute in fp32, bf16 or f16 (default: as stored)")
       ("device", po::value<std::string>()->default_value("cpu"), "cpu or cuda")
       ("help,h", "this help");
   auto vm = parse_args("score", args, options);
@@ -157,6 +204,7 @@ int score_command(const std::vector<std::string>& args) {
   const int64_t batch_size = vm["batch"].as<int64_t>();
   if (batch_size < 1) bad_value("score", "--batch", "must be at least 1, got " + std::to_string(batch_size));
   const torch::Device device = parse_device("score", vm["device"].as<std::string>());
+  const auto dtype = parse_dtype("score", vm["dtype"].as<std::string>());
   const fs::path input = vm["input"].as<std::string>();
   std::ifstream in(input);
   if (!in) bad_value("score", "--input", input.string() + ": cannot read");
@@ -164,10 +212,10 @@ int score_command(const std::vector<std::string>& args) {
   const bool per_token = vm.count("per-token") > 0;
 
   // A reward model scores with its head; anything else is scored as a language model.
-  LoadedModel loaded = load_model_dir("score", dir, device);
+  ScoreModel loaded = load_score_model(dir, device, dtype);
   RewardModel reward{nullptr};
   if (read_model_kind(dir) == "reward") {
-    reward = load_reward_model(dir, device);
+    reward = load_reward_model(dir, device, dtype);
     reward->eval();
   }
   loaded.model->eval();
@@ -175,6 +223,8 @@ int score_command(const std::vector<std::string>& args) {
 
   // Every line is read and checked before anything is printed: a bad line stops the command
   // with its file and line, not after half the output.
+  std::shared_ptr<const ChatTemplate> resolved;  // on the first {"messages"} line
+  auto chat_template = [&] { return resolved ? resolved : (resolved = chat_template_option("score", vm, *loaded.tokenizer)); };
   std::vector<Scored> inputs;
   std::string line;
   for (int64_t number = 1; std::getline(in, line); ++number) {
@@ -186,10 +236,10 @@ int score_command(const std::vector<std::string>& args) {
       throw UsageError(where + "not valid JSON (" + e.what() + ")");
     }
     if (!record.is_object()) throw UsageError(where + "expected a JSON object");
-    inputs.push_back(parse_line(record, where, loaded));
+    inputs.push_back(parse_line(record, where, loaded, chat_template));
   }
 
-  const int64_t pad = std::max<int64_t>(loaded.tokenizer.pad_id(), 0);
+  const int64_t pad = loaded.pad_id();
   for (size_t begin = 0; begin < inputs.size(); begin += static_cast<size_t>(batch_size)) {
     const std::vector<Scored> batch(inputs.begin() + static_cast<std::ptrdiff_t>(begin),
                                     inputs.begin() + static_cast<std::ptrdiff_t>(std::min(inputs.size(), begin + static_cast<size_t>(batch_size))));

@@ -69,14 +69,16 @@ std::vector<double> RewardModelScorer::score(const std::vector<const PromptExamp
 }
 
 std::unique_ptr<RewardModelScorer> load_reward_scorer(const std::filesystem::path& dir,
-                                                      std::shared_ptr<const ChatTemplate> chat_template,
+                                                      const std::string& chat_template, const std::string& where,
                                                       int64_t batch_size, const torch::Device& device,
                                                       c10::optional<torch::Dtype> dtype, Padding padding) {
   RewardModel model = load_reward_model(dir, device, dtype);
   model->eval();
   for (auto& p : model->parameters()) p.set_requires_grad(false);
-  return std::make_unique<RewardModelScorer>(model, Tokenizer::load(dir.string()), std::move(chat_template),
-                                             batch_size, device, padding);
+  Tokenizer tokenizer = Tokenizer::load(dir.string());
+  auto resolved = resolve_chat_template(chat_template, tokenizer, where);
+  return std::make_unique<RewardModelScorer>(model, std::move(tokenizer), std::move(resolved), batch_size, device,
+                                             padding);
 }
 
 // ---- reward functions -------------------------------------------------------------------------------

@@ -82,9 +82,10 @@ class RewardModelScorer : public RewardSource {
 };
 
 // A reward model directory's model and tokenizer, frozen (eval mode, no gradients), in `dtype`
-// when given.
+// when given; `chat_template` (a registered name or "auto", resolved for the reward model's own
+// tokenizer; `where` starts its errors) renders what it scores.
 std::unique_ptr<RewardModelScorer> load_reward_scorer(const std::filesystem::path& dir,
-                                                      std::shared_ptr<const ChatTemplate> chat_template,
+                                                      const std::string& chat_template, const std::string& where,
                                                       int64_t batch_size, const torch::Device& device,
                                                       c10::optional<torch::Dtype> dtype = c10::nullopt,
                                                       Padding padding = Padding::left);

@@ -56,7 +56,7 @@ class DpoStage : public Stage {
     const Settings& s = ctx.settings;
     tokenizer_ = std::make_unique<Tokenizer>(stage_tokenizer(ctx));
     setup_models(ctx);
-    data_ = read_preference_splits(s, ctx.name, *tokenizer_, stage_chat_template(ctx),
+    data_ = read_preference_splits(s, ctx.name, *tokenizer_, stage_chat_template(ctx, *tokenizer_),
                                    policy_->options.block_size());
     beta_ = s.get_float("beta");
     label_smoothing_ = s.get_float("label_smoothing");

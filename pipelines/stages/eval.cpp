@@ -43,7 +43,7 @@ std::shared_ptr<const Schema> eval_schema() {
   s->add_int("max_new_tokens", 16, "answer length limit").at_least(1);
   s->add_int("batch_size", 32, "prompts per generation batch").at_least(1);
   s->add_int("samples", 4, "answers printed side by side").at_least(0);
-  s->add_string("chat_template", "chatml", "how prompts become tokens");
+  s->add_string("chat_template", "auto", "how prompts become tokens: auto (the model's own template, recognised), chatml, qwen3, llama3, llama3.1 or a plugin's");
   s->add_bool("skip_bad_lines", false, "skip (and count) malformed lines instead of stopping");
   return s;
 }
@@ -120,7 +120,8 @@ class EvalStage : public Stage {
     const Settings& s = ctx.settings;
     device_ = ctx.run.device;
     seed_ = static_cast<uint64_t>(ctx.run.seed);
-    template_ = stage_chat_template(ctx);
+    template_name_ = s.get_string("chat_template");
+    template_where_ = s.where("chat_template");
     max_new_tokens_ = s.get_int("max_new_tokens");
     batch_size_ = s.get_int("batch_size");
 
@@ -183,6 +184,7 @@ class EvalStage : public Stage {
     Transformer model = load_transformer(m.dir, device_);
     model->eval();
     const Tokenizer tokenizer = Tokenizer::load(m.dir.string());
+    template_ = resolve_chat_template(template_name_, tokenizer, template_where_);
     json row = json::object();
     if (!prompts_.empty()) {
       const std::vector<Reply> replies = greedy_answers(model, tokenizer);
@@ -238,7 +240,7 @@ class EvalStage : public Stage {
   std::vector<double> rewards(const std::vector<Reply>& answers) const {
     std::vector<const PromptExample*> examples;
     for (const auto& p : prompts_) examples.push_back(&p);
-    return rl::load_reward_scorer(reward_dir_, template_, batch_size_, device_, c10::nullopt, rl::Padding::right)
+    return rl::load_reward_scorer(reward_dir_, template_name_, template_where_, batch_size_, device_, c10::nullopt, rl::Padding::right)
         ->score(examples, answers);
   }
 
@@ -372,7 +374,8 @@ class EvalStage : public Stage {
 
   torch::Device device_ = torch::kCPU;
   uint64_t seed_ = 0;
-  std::shared_ptr<const ChatTemplate> template_;
+  std::string template_name_, template_where_;  // the chat_template setting, resolved per model
+  std::shared_ptr<const ChatTemplate> template_;  // the current model's
   int64_t max_new_tokens_ = 16, batch_size_ = 32, shots_ = 3, samples_ = 4;
   std::vector<PromptExample> prompts_;
   std::vector<IclExample> icl_;

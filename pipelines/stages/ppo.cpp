@@ -88,8 +88,8 @@ std::shared_ptr<const Schema> ppo_schema() {
                                     "eval_every iterations: exact-match accuracy (when they have "
                                     "references) and mean score (empty = no evaluation)");
   s->add_bool("skip_bad_lines", false, "skip and count malformed data lines instead of stopping");
-  s->add_string("chat_template", "chatml", "how prompts become tokens (a registered template); its "
-                                           "stop tokens end each reply");
+  s->add_string("chat_template", "auto", "how prompts become tokens: auto (the model's own template, "
+                                         "recognised) or a registered one; its stop tokens end each reply");
   // Rollouts.
   s->add_int("iterations", 100, "rollout + update rounds").at_least(1);
   s->add_int("rollout_batch_size", 64, "prompts sampled per iteration on each rank (a seeded order, "
@@ -247,7 +247,7 @@ class PpoStage : public Stage {
   void setup_models() {
     const StageContext& ctx = *ctx_;
     tokenizer_ = stage_tokenizer(ctx);
-    chat_template_ = stage_chat_template(ctx);
+    chat_template_ = stage_chat_template(ctx, *tokenizer_);
     policy_ = build_language_model(ctx, *tokenizer_);
     policy_->eval();  // no dropout: π_old is recomputed exactly by the update passes
     reference_ = frozen_copy(policy_);
@@ -274,7 +274,8 @@ class PpoStage : public Stage {
       throw std::runtime_error(ctx.settings.where("reward_model") + ": " + dir.string() + " holds a model of kind '" +
                                kind + "', not a trained reward model (kind reward, the output of a "
                                "reward_model stage)");
-    auto scorer = rl::load_reward_scorer(dir, chat_template_, options_.minibatch_size, ctx.run.device,
+    auto scorer = rl::load_reward_scorer(dir, ctx.settings.get_string("chat_template"),
+                                         ctx.settings.where("chat_template"), options_.minibatch_size, ctx.run.device,
                                          ctx.run.param_dtype());
     if (scorer->tokenizer().serialized() == tokenizer_->serialized()) {
       *value_dir = dir;

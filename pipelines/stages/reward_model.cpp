@@ -48,7 +48,7 @@ class RewardModelStage : public Stage {
     const Settings& s = ctx.settings;
     tokenizer_ = std::make_unique<Tokenizer>(stage_tokenizer(ctx));
     setup_model(ctx);
-    data_ = read_preference_splits(s, ctx.name, *tokenizer_, stage_chat_template(ctx),
+    data_ = read_preference_splits(s, ctx.name, *tokenizer_, stage_chat_template(ctx, *tokenizer_),
                                    model_->options.block_size());
 
     Trainer trainer(ctx, *model_, TrainingOptions::from(s));

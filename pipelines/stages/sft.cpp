@@ -27,7 +27,7 @@ std::shared_ptr<const Schema> sft_schema() {
   s->add_string("val", "", "held-out JSONL conversations (optional)");
   s->add_string("format", "chat", "dataset format: chat ({messages} or {prompt, response}) or alpaca, "
                                   "or one a plugin registered");
-  s->add_string("chat_template", "chatml", "how conversations become tokens");
+  s->add_string("chat_template", "auto", "how conversations become tokens: auto (the model's own template, recognised), chatml, qwen3, llama3, llama3.1 or a plugin's");
   s->add_int("max_length", 0, "tokens per conversation (0 = the model's block_size)").at_least(0);
   s->add_enum("truncation", "right", {"right", "drop"},
               "too-long conversations: cut at max_length, or leave them out");
@@ -75,7 +75,7 @@ class SftStage : public Stage {
  private:
   void setup_data(const StageContext& ctx) {
     const Settings& s = ctx.settings;
-    template_ = stage_chat_template(ctx);
+    template_ = stage_chat_template(ctx, *tokenizer_);
     ChatDataOptions o;
     o.format = s.get_string("format");
     o.max_length = s.get_int("max_length") ? s.get_int("max_length") : model_->options.block_size();

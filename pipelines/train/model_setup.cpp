@@ -129,12 +129,8 @@ Transformer build_language_model(const StageContext& ctx, const Tokenizer& token
   return model;
 }
 
-std::shared_ptr<const ChatTemplate> stage_chat_template(const StageContext& ctx) {
-  const std::string name = ctx.settings.get_string("chat_template");
-  const auto& templates = chat_template_registry();
-  if (!templates.contains(name))
-    throw std::runtime_error(ctx.settings.where("chat_template") + ": " + templates.unknown(name));
-  return templates.get(name)();
+std::shared_ptr<const ChatTemplate> stage_chat_template(const StageContext& ctx, const Tokenizer& tokenizer) {
+  return resolve_chat_template(ctx.settings.get_string("chat_template"), tokenizer, ctx.settings.where("chat_template"));
 }
 
 // ---- where they go ----------------------------------------------------------------------------------

@@ -47,8 +47,9 @@ TransformerOptions model_options(const Settings& model_section, int64_t tokenize
 // (seeded GPT-2 init). On ctx.run.device.
 Transformer build_language_model(const StageContext& ctx, const Tokenizer& tokenizer);
 
-// The chat template named by the stage's `chat_template` setting (registry lookup).
-std::shared_ptr<const ChatTemplate> stage_chat_template(const StageContext& ctx);
+// The chat template the stage's `chat_template` setting names for `tokenizer`: a registered one,
+// or "auto", the tokenizer's own (resolve_chat_template).
+std::shared_ptr<const ChatTemplate> stage_chat_template(const StageContext& ctx, const Tokenizer& tokenizer);
 
 // Writes <stage>/model/ (a Hugging Face directory when the shape is a Hugging Face architecture,
 // else config.json and model.pt; see save_model) and tokenizer.model, atomically (a temp

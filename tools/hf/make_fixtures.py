@@ -7,12 +7,14 @@ read the file against.
 models/<name>/ are tiny random models of each architecture nurture reads, written by
 save_pretrained (one sharded, one in bf16, one reward model), and models/<name>/reference.json
 what transformers computes with them: the log-prob of every next token of fixed id sequences,
-greedy continuations, and (reward models) the scores. Everything is seeded: the output is the same
+greedy continuations, and (reward models) the scores. chat_templates/renderings.json holds what
+apply_chat_template makes of conversations with templates of each family nurture recognises. Everything is seeded: the output is the same
 on every run.
 """
 import json
 import os
 import shutil
+import sys
 
 import torch
 import transformers
@@ -200,8 +202,100 @@ def chat_model_fixture():
         f.write("\n")
 
 
+# Chat templates of the families nurture recognises, written here in the style of the templates the
+# models carry (Qwen2's default system message, Qwen3's <think> blocks, Llama 3 and 3.1), and two it
+# must refuse. Each is rendered by transformers' apply_chat_template with a tokenizer of tokenizers/.
+CHAT_TEMPLATES = {
+    "chatml": ("qwen2", "chatml", CHATML),
+    "chatml_default_system": ("qwen2", "chatml", (
+        r"{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+        r"{{ '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n' }}{% endif %}"
+        r"{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}{% endfor %}"
+        r"{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")),
+    "qwen3": ("qwen2", "qwen3", (
+        r"{%- set ns = namespace(last_user=messages|length - 1) -%}"
+        r"{%- for m in messages -%}{%- if m['role'] == 'user' -%}{%- set ns.last_user = loop.index0 -%}{%- endif -%}"
+        r"{%- endfor -%}"
+        r"{%- for m in messages -%}{%- set text = m['content'] -%}"
+        r"{%- if m['role'] == 'assistant' -%}{%- set thought = '' -%}"
+        r"{%- if '</think>' in text -%}"
+        r"{%- set thought = text.split('</think>')[0].rstrip('\n').split('<think>')[-1].lstrip('\n') -%}"
+        r"{%- set text = text.split('</think>')[-1].lstrip('\n') -%}{%- endif -%}"
+        r"{%- if loop.index0 > ns.last_user and (loop.last or thought) -%}"
+        r"{{- '<|im_start|>assistant\n<think>\n' + thought.strip('\n') + '\n</think>\n\n' + text.lstrip('\n') -}}"
+        r"{%- else -%}{{- '<|im_start|>assistant\n' + text -}}{%- endif -%}{{- '<|im_end|>\n' -}}"
+        r"{%- else -%}{{- '<|im_start|>' + m['role'] + '\n' + text + '<|im_end|>\n' -}}{%- endif -%}{%- endfor -%}"
+        r"{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\n' -}}{%- endif -%}")),
+    "llama3": ("llama3", "llama3", (
+        r"{% for message in messages %}{% set turn = '<|start_header_id|>' + message['role'] + "
+        r"'<|end_header_id|>\n\n' + message['content'] | trim + '<|eot_id|>' %}"
+        r"{% if loop.first %}{{ bos_token + turn }}{% else %}{{ turn }}{% endif %}{% endfor %}"
+        r"{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}")),
+    "llama3.1": ("llama3", "llama3.1", (
+        r"{{- bos_token }}{%- if not date_string is defined %}{%- set date_string = " + '"26 Jul 2024"' +
+        r" %}{%- endif %}"
+        r"{%- if messages[0]['role'] == 'system' %}{%- set system_message = messages[0]['content'] | trim %}"
+        r"{%- set messages = messages[1:] %}{%- else %}{%- set system_message = '' %}{%- endif %}"
+        r"{{- '<|start_header_id|>system<|end_header_id|>\n\n' }}{{- 'Cutting Knowledge Date: December 2023\n' }}"
+        r"{{- 'Today Date: ' + date_string + '\n\n' }}{{- system_message }}{{- '<|eot_id|>' }}"
+        r"{%- for message in messages %}{{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n' + "
+        r"message['content'] | trim + '<|eot_id|>' }}{%- endfor %}"
+        r"{%- if add_generation_prompt %}{{- '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{%- endif %}")),
+    "inst": ("llama3", None, (
+        r"{{ bos_token }}{% for message in messages %}{% if message['role'] == 'user' %}"
+        r"{{ '[INST] ' + message['content'] + ' [/INST]' }}{% else %}{{ message['content'] + eos_token }}{% endif %}"
+        r"{% endfor %}")),
+    "unknown": ("qwen2", None, r"{% for m in messages %}{{ m['role'] + ': ' + m['content'] + '\n' }}{% endfor %}"),
+}
+
+CHAT_CONVERSATIONS = CONVERSATIONS[:2] + [
+    [{"role": "system", "content": "  Answer briefly.\n"}, {"role": "user", "content": " What is 2 + 2?\n\n"},
+     {"role": "assistant", "content": "<think>\nTwo and two.\n</think>\n\n4"},
+     {"role": "user", "content": "And 3 + 3?"}, {"role": "assistant", "content": "<think>Three twice.</think>6"}],
+    [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "<think>\ngreet\n</think>\n\nHello!"},
+     {"role": "user", "content": "Bye"}, {"role": "assistant", "content": "Goodbye."}],
+]
+
+
+def chat_template_fixtures():
+    """chat_templates/renderings.json: per template, its Jinja, the tokenizer it goes with and its
+    tokenizer_config.json, the family nurture must recognise (null: refuse), and the ids
+    apply_chat_template(tokenize=True) gives for each conversation, with and without the generation
+    prompt."""
+    T = transformers
+    specials = {"qwen2": {"eos_token": "<|im_end|>", "pad_token": "<|endoftext|>"},
+                "llama3": {"bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>"}}
+    out = {"templates": []}
+    for name, (tokenizer_name, family, jinja) in CHAT_TEMPLATES.items():
+        config = specials[tokenizer_name]
+        entry = {"name": name, "tokenizer": tokenizer_name, "tokenizer_config": config, "family": family,
+                 "jinja": jinja, "renderings": []}
+        if family is not None:
+            tokenizer = T.PreTrainedTokenizerFast(
+                tokenizer_file=os.path.join(OUT, "tokenizers", tokenizer_name, "tokenizer.json"), **config)
+            tokenizer.chat_template = jinja
+            for messages in CHAT_CONVERSATIONS:
+                for generation_prompt in (False, True):
+                    if generation_prompt:
+                        messages = messages[:max(i for i, m in enumerate(messages) if m["role"] == "user") + 1]
+                    ids = tokenizer.apply_chat_template(messages, tokenize=True,
+                                                        add_generation_prompt=generation_prompt, return_dict=False)
+                    text = tokenizer.apply_chat_template(messages, tokenize=False,
+                                                         add_generation_prompt=generation_prompt)
+                    entry["renderings"].append({"messages": messages, "add_generation_prompt": generation_prompt,
+                                                "ids": list(ids), "text": text})
+        out["templates"].append(entry)
+    os.makedirs(os.path.join(OUT, "chat_templates"), exist_ok=True)
+    with open(os.path.join(OUT, "chat_templates", "renderings.json"), "w") as f:
+        json.dump(out, f, indent=1, ensure_ascii=False)
+        f.write("\n")
+
+
+PARTS = {"safetensors": safetensors_fixture, "models": model_fixtures, "chat_model": chat_model_fixture,
+         "chat_templates": chat_template_fixtures}
+
 if __name__ == "__main__":
-    safetensors_fixture()
-    model_fixtures()
-    chat_model_fixture()
-    print("[hf] wrote", OUT)
+    # All parts, or those named: make_fixtures.py chat_templates
+    for part in sys.argv[1:] or list(PARTS):
+        PARTS[part]()
+    print("[hf] wrote", OUT, "(" + ", ".join(sys.argv[1:] or PARTS) + ")")

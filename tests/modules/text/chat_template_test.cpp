@@ -224,5 +224,99 @@ TEST(HfChatTemplate, ChatMLRendersAsApplyChatTemplate) {
   EXPECT_EQ(compared, 4);
 }
 
+// A tokenizer of tests/fixtures/hf/tokenizers/ with a tokenizer_config.json and a Jinja template.
+Tokenizer fixture_tokenizer(const nlohmann::json& entry) {
+  const fs::path file = testing::source_dir() / "tests" / "fixtures" / "hf" / "tokenizers" /
+                        entry["tokenizer"].get<std::string>() / "tokenizer.json";
+  std::ifstream in(file);
+  const std::string json((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  return Tokenizer::from_hf_json(json, entry["tokenizer_config"].dump(), file.string(), entry["jinja"].get<std::string>());
+}
+
+nlohmann::json chat_template_fixtures() {
+  std::ifstream in(testing::source_dir() / "tests" / "fixtures" / "hf" / "chat_templates" / "renderings.json");
+  return nlohmann::json::parse(in)["templates"];
+}
+
+// Each family's template, recognised from its Jinja, renders every conversation to the ids
+// transformers' apply_chat_template gives (with and without the generation prompt), and the loss
+// mask covers exactly the assistant turns' tokens.
+TEST(HfChatTemplate, RecognisedTemplatesRenderAsApplyChatTemplate) {
+  int compared = 0;
+  for (const auto& entry : chat_template_fixtures()) {
+    if (entry["family"].is_null()) continue;
+    const Tokenizer tokenizer = fixture_tokenizer(entry);
+    const auto chat_template = resolve_chat_template("auto", tokenizer, "test");
+    EXPECT_EQ(chat_template->name(), entry["family"].get<std::string>()) << entry["name"];
+    for (const auto& r : entry["renderings"]) {
+      std::vector<Message> messages;
+      for (const auto& m : r["messages"]) messages.push_back({m["role"].get<std::string>(), m["content"].get<std::string>()});
+      const bool generation_prompt = r["add_generation_prompt"].get<bool>();
+      const RenderedChat ours = chat_template->render(tokenizer, messages, generation_prompt);
+      EXPECT_EQ(ours.ids, r["ids"].get<std::vector<int64_t>>()) << entry["name"] << ": " << r["text"];
+      EXPECT_EQ(chat_template->render_text(messages, generation_prompt), r["text"].get<std::string>()) << entry["name"];
+      // The learned tokens decode to the assistant turns, each with its end-of-turn token.
+      std::vector<int64_t> learned;
+      for (size_t i = 0; i < ours.ids.size(); ++i)
+        if (ours.loss_mask[i]) learned.push_back(ours.ids[i]);
+      const int64_t assistants = std::count_if(messages.begin(), messages.end(),
+                                               [](const Message& m) { return m.role == "assistant"; });
+      const int64_t end_of_turn = chat_template->stop_ids(tokenizer).front();
+      EXPECT_EQ(std::count(learned.begin(), learned.end(), end_of_turn), assistants);
+      ++compared;
+    }
+  }
+  EXPECT_EQ(compared, 5 * 8);  // chatml, chatml with a default system message, qwen3, llama3, llama3.1
+}
+
+TEST(HfChatTemplate, TemplatesOfOtherFamiliesAreRefusedWithAHint) {
+  for (const auto& entry : chat_template_fixtures()) {
+    if (!entry["family"].is_null()) continue;
+    const Tokenizer tokenizer = fixture_tokenizer(entry);
+    try {
+      resolve_chat_template("auto", tokenizer, "recipe.yaml:7: stages.sft.chat_template");
+      ADD_FAILURE() << entry["name"] << " was recognised";
+    } catch (const std::runtime_error& e) {
+      const std::string what = e.what();
+      EXPECT_NE(what.find("recipe.yaml:7: stages.sft.chat_template: auto: the chat template of "), std::string::npos) << what;
+      EXPECT_NE(what.find(entry["name"] == "inst" ? "the [INST] format of Llama 2 and Mistral" : "neither ChatML"),
+                std::string::npos) << what;
+      EXPECT_NE(what.find("HINT: name a template: chat_template: chatml, llama3, llama3.1, qwen3"), std::string::npos) << what;
+    }
+    // Named, a template renders whatever the model's own is.
+    EXPECT_EQ(resolve_chat_template("chatml", tokenizer, "x")->name(), "chatml");
+  }
+}
+
+TEST(HfChatTemplate, RecognitionReadsTheLiteralsOfTheTemplate) {
+  std::string why;
+  // Llama 3.2's form: today's date where strftime_now exists, else a literal, which nurture takes.
+  const auto llama = recognise_chat_template(
+      "{{- bos_token }}{%- if strftime_now is defined %}{%- set date_string = strftime_now(\"%d %b %Y\") %}"
+      "{%- else %}{%- set date_string = \"26 Jul 2024\" %}{%- endif %}"
+      "{{- \"<|start_header_id|>system<|end_header_id|>\\n\\n\" }}{{- \"Cutting Knowledge Date: December 2023\\n\" }}"
+      "{{- '<|eot_id|>' }}", &why);
+  ASSERT_NE(llama, nullptr) << why;
+  EXPECT_EQ(dynamic_cast<const Llama3Template&>(*llama).options().preamble,
+            "Cutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\n");
+  // Qwen2.5's default system message, with a quote escaped inside it.
+  const auto qwen = recognise_chat_template(
+      "{%- if messages[0]['role'] == 'system' %}{{- '<|im_start|>system\\n' + messages[0]['content'] + "
+      "'<|im_end|>\\n' }}{%- else %}{{- '<|im_start|>system\\nYou are Qwen, Alibaba Cloud\\'s model.<|im_end|>\\n' }}"
+      "{%- endif %}", &why);
+  ASSERT_NE(qwen, nullptr) << why;
+  EXPECT_EQ(dynamic_cast<const ChatMLTemplate&>(*qwen).options().default_system, "You are Qwen, Alibaba Cloud's model.");
+  EXPECT_FALSE(dynamic_cast<const ChatMLTemplate&>(*qwen).options().think_blocks);
+  // A Hugging Face tokenizer without a template has no "auto".
+  const fs::path file = testing::source_dir() / "tests" / "fixtures" / "hf" / "tokenizers" / "gpt2" / "tokenizer.json";
+  const Tokenizer plain = Tokenizer::load(file.string());
+  try {
+    resolve_chat_template("auto", plain, "--chat-template auto");
+    ADD_FAILURE() << "a tokenizer without a template got one";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("comes with no chat template. HINT: name a template"), std::string::npos) << e.what();
+  }
+}
+
 }  // namespace
 }  // namespace nurture

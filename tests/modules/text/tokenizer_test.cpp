@@ -415,6 +415,9 @@ TEST(HfTokenizer, ADirectoryWithTokenizerJsonLoadsAsHuggingFaces) {
   EXPECT_GT(checked, 100);
   EXPECT_EQ(tokenizer.decode(tokenizer.encode("<|im_start|>user\n안녕<|im_end|>", true)), "<|im_start|>user\n안녕<|im_end|>");
   EXPECT_EQ(tokenizer.decode({0, 5, 0}), tokenizer.decode({5}));  // padding decodes to nothing
+  const auto emoji = tokenizer.encode("😀", false);
+  ASSERT_GT(emoji.size(), 1u);  // bytes of one character in several tokens
+  EXPECT_EQ(tokenizer.decode({emoji.front()}).find("\xEF\xBF\xBD"), 0u);  // cut off: U+FFFD, valid UTF-8
 
   const fs::path copy = testing::scratch_dir("HfTokenizerCopy");
   tokenizer.save_to_directory(copy.string());

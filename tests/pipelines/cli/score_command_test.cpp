@@ -134,5 +134,25 @@ TEST_F(ScoreCommandTest, ABadLineIsNamedBeforeAnyScoreIsPrinted) {
   EXPECT_THAT(r.err, HasSubstr("--batch must be at least 1"));
 }
 
+// A directory without tokenizer files (config.json and the weights only) scores given ids, and a line
+// that needs text encoded says why it cannot be.
+TEST_F(ScoreCommandTest, WithoutATokenizerOnlyIdsAreScored) {
+  const fs::path bare = dir_ / "bare";
+  fs::create_directories(bare);
+  for (const char* file : {"config.json", "model.safetensors", "model.pt", "generation_config.json"})
+    if (fs::exists(model_ / file)) fs::copy_file(model_ / file, bare / file);
+  const std::vector<int64_t> ids = {3, 17, 5, 9, 40};
+  write_file(dir_ / "ids.jsonl", jsonl({{{"ids", ids}}}));
+  auto r = run_nurture("score --model " + bare.string() + " --input " + (dir_ / "ids.jsonl").string());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NEAR(lines(r.out).at(0)["logprob"].get<double>(), logprob(ids, {0, 1, 1, 1, 1}), 1e-9);
+  write_file(dir_ / "text.jsonl", "{\"ids\": [1, 2]}\n{\"text\": \"a cat\"}\n");
+  r = run_nurture("score --model " + bare.string() + " --input " + (dir_ / "text.jsonl").string());
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.err, HasSubstr("text.jsonl:2: " + bare.string() + " has no tokenizer (tokenizer.model or "
+                               "tokenizer.json): only {\"ids\": [...]} lines can be scored with it"));
+  EXPECT_EQ(r.out, "");
+}
+
 }  // namespace
 }  // namespace nurture
