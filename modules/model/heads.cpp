@@ -41,7 +41,7 @@ namespace {
 
 void init_scalar_head(const torch::nn::Linear& head, int64_t n_embd) {
   torch::NoGradGuard no_grad;
-  head->weight.normal_(0.0, 1.0 / std::sqrt(static_cast<double>(n_embd + 1)));
+  init_normal_(head->weight, 1.0 / std::sqrt(static_cast<double>(n_embd + 1)));
   head->bias.zero_();
 }
 

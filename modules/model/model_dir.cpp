@@ -8,6 +8,8 @@
 #include <stdexcept>
 #include <system_error>
 
+#include <c10/core/DefaultDtype.h>
+
 #include "modules/core/files.h"
 #include "modules/model/hf_format.h"
 
@@ -16,6 +18,29 @@ namespace nurture {
 namespace fs = std::filesystem;
 
 namespace {
+
+// While it lives, new modules get parameters of `dtype` (LibTorch's default dtype): a bf16
+// checkpoint goes into a model that never held an fp32 copy of itself. (The model has no
+// buffers; RoPE's angles are computed in fp32 at each forward.)
+class DefaultDtypeScope {
+ public:
+  explicit DefaultDtypeScope(torch::ScalarType dtype) : saved_(c10::get_default_dtype()) {
+    c10::set_default_dtype(caffe2::TypeMeta::fromScalarType(dtype));
+  }
+  ~DefaultDtypeScope() { c10::set_default_dtype(saved_); }
+  DefaultDtypeScope(const DefaultDtypeScope&) = delete;
+  DefaultDtypeScope& operator=(const DefaultDtypeScope&) = delete;
+
+ private:
+  caffe2::TypeMeta saved_;
+};
+
+// A module of type M for a Hugging Face directory, built in the dtype it is loaded in.
+template <typename M>
+M build_for_hf(const TransformerOptions& options, torch::ScalarType dtype) {
+  DefaultDtypeScope scope(dtype);
+  return M(options);
+}
 
 const std::vector<std::string> kKinds = {"lm", "reward", "value"};
 
@@ -224,14 +249,15 @@ ModelFormat model_format_of(const fs::path& dir) {
 
 Transformer load_transformer(const fs::path& dir, const torch::Device& device, c10::optional<torch::ScalarType> dtype) {
   const ModelConfig config = read_config(dir);
-  Transformer model(config.options);
-  model->to(device);
   if (is_hf_model_dir(dir)) {
     const HfModelConfig hf = read_hf_config(dir);
-    model->to(dtype.value_or(hf.dtype));
+    auto model = build_for_hf<Transformer>(config.options, dtype.value_or(hf.dtype));
+    model->to(device);
     load_hf_weights(*model, dir, hf, "lm");
     return model;
   }
+  Transformer model(config.options);
+  model->to(device);
   load_weights(*model, dir / "model.pt", device, config.kind == "lm" ? "" : "transformer.");
   if (dtype) model->to(*dtype);
   return model;
@@ -239,14 +265,15 @@ Transformer load_transformer(const fs::path& dir, const torch::Device& device, c
 
 RewardModel load_reward_model(const fs::path& dir, const torch::Device& device, c10::optional<torch::ScalarType> dtype) {
   const ModelConfig config = read_config(dir);
-  RewardModel model(config.options);
-  model->to(device);
   if (is_hf_model_dir(dir)) {
     const HfModelConfig hf = read_hf_config(dir);
-    model->to(dtype.value_or(hf.dtype));
+    auto model = build_for_hf<RewardModel>(config.options, dtype.value_or(hf.dtype));
+    model->to(device);
     load_hf_weights(*model, dir, hf, "reward", /*backbone_only=*/config.kind != "reward");
     return model;
   }
+  RewardModel model(config.options);
+  model->to(device);
   if (config.kind == "reward") {
     load_weights(*model, dir / "model.pt", device);
   } else {
@@ -258,14 +285,15 @@ RewardModel load_reward_model(const fs::path& dir, const torch::Device& device, 
 
 ValueModel load_value_model(const fs::path& dir, const torch::Device& device, c10::optional<torch::ScalarType> dtype) {
   const ModelConfig config = read_config(dir);
-  ValueModel model(config.options);
-  model->to(device);
   if (is_hf_model_dir(dir)) {
     const HfModelConfig hf = read_hf_config(dir);
-    model->to(dtype.value_or(hf.dtype));
+    auto model = build_for_hf<ValueModel>(config.options, dtype.value_or(hf.dtype));
+    model->to(device);
     load_hf_weights(*model->transformer, dir, hf, "lm");
     return model;
   }
+  ValueModel model(config.options);
+  model->to(device);
   if (config.kind == "value") {
     load_weights(*model, dir / "model.pt", device);
   } else {

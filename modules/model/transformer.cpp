@@ -553,7 +553,7 @@ void reset_norm(const torch::nn::AnyModule& norm) {
 void init_linear(const torch::nn::Linear& linear, double std) {
   if (linear.is_empty()) return;
   torch::NoGradGuard no_grad;
-  linear->weight.normal_(0.0, std);
+  init_normal_(linear->weight, std);
   if (linear->bias.defined()) linear->bias.zero_();
 }
 
@@ -715,8 +715,8 @@ void TransformerImpl::reset() {
   }
   // The blocks initialised themselves; initialise what belongs to this module.
   torch::NoGradGuard no_grad;
-  wte->weight.normal_(0.0, kInitStd);
-  if (!wpe.is_empty()) wpe->weight.normal_(0.0, kInitStd);
+  init_normal_(wte->weight, kInitStd);
+  if (!wpe.is_empty()) init_normal_(wpe->weight, kInitStd);
   init_linear(head, kInitStd);
 }
 
@@ -766,6 +766,24 @@ Segments segments_of(const torch::Tensor& attention_mask, int64_t B, int64_t T, 
 }
 
 }  // namespace
+
+void init_normal_(const torch::Tensor& weight, double std) {
+  torch::NoGradGuard no_grad;
+  if ((weight.scalar_type() == torch::kBFloat16 || weight.scalar_type() == torch::kHalf) && weight.is_contiguous()) {
+    // In slices of 16M values. The fp32 buffer is always 64 MiB (pages untouched beyond a small
+    // tensor's draws cost nothing): above glibc's largest mmap threshold, it goes back to the
+    // system when freed instead of leaving the heap fragmented around the model's weights.
+    const auto flat = weight.view({-1});
+    const int64_t slice = int64_t{1} << 24;
+    auto draws = torch::empty({slice}, weight.options().dtype(torch::kFloat));
+    for (int64_t start = 0; start < flat.numel(); start += slice) {
+      const int64_t n = std::min(slice, flat.numel() - start);
+      flat.narrow(0, start, n).copy_(draws.narrow(0, 0, n).normal_(0.0, std));
+    }
+  } else {
+    weight.normal_(0.0, std);
+  }
+}
 
 torch::Tensor rope_frequencies(const TransformerOptions& options, torch::ScalarType dtype, const torch::Device& device) {
   const auto topt = torch::TensorOptions().dtype(dtype).device(device);

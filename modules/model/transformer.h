@@ -108,6 +108,10 @@ inline int64_t resolved_head_dim(const TransformerOptions& o) {
   return o.head_dim() > 0 ? o.head_dim() : o.n_embd() / o.n_head();
 }
 
+// Fills `weight` from normal(0, std), in place; bf16/f16 weights are drawn in fp32 and rounded
+// (LibTorch's own low-precision normal_ is several times slower on CPU).
+void init_normal_(const torch::Tensor& weight, double std);
+
 // RoPE's inverse frequencies [D/2] (theta^(-2i/D), then rope_scaling applied), in float64 or
 // float32 (`dtype`), on `device`.
 torch::Tensor rope_frequencies(const TransformerOptions& options, torch::ScalarType dtype,

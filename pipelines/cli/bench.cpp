@@ -85,8 +85,7 @@ std::optional<double> datasheet_peak_flops(const std::string& name, const std::s
 
 // ---- memory ------------------------------------------------------------------------------------------
 
-// A field of /proc/self/status in bytes (VmRSS: now, VmHWM: the peak so far); 0 when unreadable.
-static int64_t proc_status_bytes(const std::string& field) {
+int64_t proc_status_bytes(const std::string& field) {
   std::ifstream in("/proc/self/status");
   for (std::string line; std::getline(in, line);) {
     if (line.rfind(field + ":", 0) != 0) continue;
@@ -231,8 +230,8 @@ namespace {
 // Options that cannot work, before anything is built: the mode and precision, then whether the
 // sequences fit the model.
 void check_bench_modes(const BenchOptions& o) {
-  if (o.mode != "train" && o.mode != "generate")
-    throw std::invalid_argument("--mode: expected train or generate, got \"" + o.mode + "\"");
+  if (o.mode != "train" && o.mode != "generate" && o.mode != "load")
+    throw std::invalid_argument("--mode: expected train, generate or load, got \"" + o.mode + "\"");
   if (o.precision != "fp32" && o.precision != "bf16")
     throw std::invalid_argument("--precision: expected fp32 or bf16, got \"" + o.precision + "\"");
 }
@@ -290,6 +289,7 @@ json profile_summary(const BenchOptions& o) {
 
 json run_bench(const BenchOptions& o) {
   check_bench_modes(o);
+  if (o.mode == "load") return run_load_bench(o);
   const TransformerOptions shape = bench_model_options(o);
   check_bench_fits(o, shape);
   // 0 threads: the cores, shared among the processes of this node (nurture launch).
@@ -356,6 +356,7 @@ json run_bench(const BenchOptions& o) {
 static std::string mib(int64_t bytes) { return fixed(static_cast<double>(bytes) / (1 << 20), 0) + " MiB"; }
 
 std::string format_bench(const json& r) {
+  if (r["mode"] == "load") return format_load_bench(r);
   std::ostringstream out;
   const json& m = r["model"];
   out << "[bench] " << r["preset"].get<std::string>() << ": " << human_count(r["parameters"].get<double>())

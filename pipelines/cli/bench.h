@@ -6,6 +6,11 @@
 // C width, T context); generation 2·N + 2·L·C·S per new token (S the positions it attends to).
 // The peak is the measured matrix-product rate on CPU (a large sgemm at the same threads) and the
 // datasheet's dense rate on known GPUs; --peak-tflops overrides both.
+//
+// --mode load (bench_load.cpp) writes a random model of the shape (in --precision) as a Hugging
+// Face directory and as nurture's model.pt, then loads each on the CPU and reports the seconds and
+// the peak RSS above what the process held before: safetensors are memory-mapped and converted
+// tensor by tensor, so that peak should be the model plus at most one tensor.
 #pragma once
 #include <torch/types.h>
 
@@ -23,7 +28,7 @@ namespace nurture {
 struct BenchOptions {
   std::string preset = "llama_micro";
   std::vector<std::pair<std::string, std::string>> overrides;  // model option -> value
-  std::string mode = "train";        // "train" | "generate"
+  std::string mode = "train";        // "train" | "generate" | "load"
   int64_t batch = 8;
   int64_t context = 256;             // train: tokens per row
   int64_t steps = 20;                // timed steps (train) or generations (generate)
@@ -54,6 +59,13 @@ std::optional<double> datasheet_peak_flops(const std::string& device_name, const
 // Self time per operator over the events of a chrome trace (LibTorch's profiler), as
 // [{"op", "self_s", "calls"}...], largest first: an op's time less the ops it called.
 nlohmann::json self_time_by_op(const nlohmann::json& trace_events);
+
+// A field of /proc/self/status in bytes (VmRSS: now, VmHWM: the peak so far); 0 when unreadable.
+int64_t proc_status_bytes(const std::string& field);
+
+// --mode load: the result (keys in bench_load.cpp) and its `[bench] ...` lines.
+nlohmann::json run_load_bench(const BenchOptions& options);
+std::string format_load_bench(const nlohmann::json& result);
 
 // Runs the benchmark. The result holds every figure (see the keys in bench.cpp) for --json.
 nlohmann::json run_bench(const BenchOptions& options);

@@ -29,7 +29,8 @@ po::options_description bench_flags() {
       ("preset", po::value<std::string>()->default_value(d.preset), "model preset (nurture run --describe "
                                                                      "pretrain lists them)")
       ("set", po::value<std::vector<std::string>>()->composing(), "model option override KEY=VALUE (repeatable)")
-      ("mode", po::value<std::string>()->default_value(d.mode), "train (forward, backward, optimizer) or generate")
+      ("mode", po::value<std::string>()->default_value(d.mode), "train (forward, backward, optimizer), generate, or load (a checkpoint: "
+                                                                 "time and peak memory)")
       ("batch", po::value<int64_t>()->default_value(d.batch), "rows per step")
       ("ctx", po::value<int64_t>()->default_value(d.context), "train: tokens per row")
       ("prompt-len", po::value<int64_t>()->default_value(d.prompt_length), "generate: prompt tokens per row")
@@ -65,7 +66,8 @@ BenchOptions bench_options(const po::variables_map& vm) {
   o.peak_flops = vm["peak-tflops"].as<double>() * 1e12;
   o.seed = vm["seed"].as<uint64_t>();
   if (vm.count("profile")) o.profile = vm["profile"].as<std::string>();
-  if (o.mode != "train" && o.mode != "generate") bad_value("bench", "--mode", "must be train or generate, got '" + o.mode + "'");
+  if (o.mode != "train" && o.mode != "generate" && o.mode != "load")
+    bad_value("bench", "--mode", "must be train, generate or load, got '" + o.mode + "'");
   if (o.precision != "fp32" && o.precision != "bf16")
     bad_value("bench", "--precision", "must be fp32 or bf16, got '" + o.precision + "'");
   for (const auto& [flag, value] : {std::pair<const char*, int64_t>{"--batch", o.batch}, {"--ctx", o.context},

@@ -63,7 +63,7 @@ TEST(BenchCommand, BadFlagsNameTheFlag) {
     std::string args, message;
   };
   const std::vector<Case> cases = {
-      {"--mode fly", "nurture bench: --mode must be train or generate, got 'fly'"},
+      {"--mode fly", "nurture bench: --mode must be train, generate or load, got 'fly'"},
       {"--batch 0", "nurture bench: --batch must be at least 1, got 0"},
       {"--set n_layr=2", "unknown model option \"n_layr\""},
       {"--set n_layer", "--set n_layer: expected KEY=VALUE"},
