@@ -20,7 +20,7 @@ mirror=${NURTURE_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 command -v debootstrap >/dev/null || { echo "error: needs debootstrap (apt-get install debootstrap)" >&2; exit 2; }
 
 packages=(python3-transformers python3-tokenizers python3-safetensors python3-sentencepiece python3-torch
-          python3-numpy)
+          python3-numpy python3-protobuf)  # protobuf: transformers reads a tokenizer.model with it
 if [ ! -x "$root/usr/bin/apt-get" ]; then
   echo "[hf] debootstrap sid into $root"
   debootstrap --variant=minbase sid "$root" "$mirror" > "$root.debootstrap.log" 2>&1 ||

@@ -203,7 +203,13 @@ struct Tokenizer::Model {
   std::string source;
   int64_t vocab_size = 0;
   int64_t im_start = -1, im_end = -1, eot = -1, pad = -1;
-  std::vector<Special> specials;  // those of the four the model has
+  std::vector<Special> specials;  // those of the four the model has (and a Hugging Face config's)
+  std::vector<int64_t> prefix;    // SentencePiece with a Hugging Face config: BOS when add_bos_token
+  // SentencePiece with a Hugging Face config and a dummy prefix: text that starts with a space
+  // gets no extra "▁" (tokenizers' Metaspace, which transformers' LlamaTokenizer uses).
+  bool metaspace_prefix_rule = false;
+  int64_t space_piece = -1;  // "▁", for the rule
+  bool hugging_face = false;  // read with a Hugging Face tokenizer_config.json (or as tokenizer.json)
 
   Model() = default;
   Model(const Model&) = delete;
@@ -220,6 +226,10 @@ struct Tokenizer::Model {
 
   // Encodes text with no special tokens in it, appending to `ids`.
   void encode_plain(std::string_view text, std::vector<int64_t>& ids) const {
+    if (metaspace_prefix_rule && !text.empty() && text.front() == ' ') {
+      text.remove_prefix(1);  // SentencePiece's dummy prefix stands for it
+      if (text.empty() && space_piece >= 0) ids.push_back(space_piece);  // " " alone: "▁"
+    }
     if (text.empty()) return;
     char error[kErrorSize] = {0};
     if (shim().encode(handle, text.data(), text.size(), append_ids, &ids, error, sizeof error) != 0)
@@ -249,12 +259,25 @@ Tokenizer::Tokenizer(std::shared_ptr<const Model> model) : model_(std::move(mode
 
 Tokenizer Tokenizer::load(const std::string& path) {
   fs::path file = path;
-  if (fs::is_directory(file) && fs::exists(file / kHfTokenizerFileName)) file /= kHfTokenizerFileName;
+  if (fs::is_directory(file)) {
+    const fs::path dir = file, config = dir / kHfTokenizerConfigFileName, jinja = dir / kHfChatTemplateFileName;
+    auto optional_file = [](const fs::path& p) { return fs::exists(p) ? read_file(p) : std::string(); };
+    const bool spm = fs::exists(dir / kTokenizerFileName) && fs::exists(config);
+    if (fs::exists(dir / kHfTokenizerFileName)) {
+      try {
+        return from_hf_json(read_file(dir / kHfTokenizerFileName), optional_file(config),
+                            (dir / kHfTokenizerFileName).string(), optional_file(jinja));
+      } catch (const std::runtime_error&) {
+        if (!spm) throw;  // else tokenizer.model is the same tokenizer (Llama 2, Mistral ship both)
+      }
+    }
+    if (spm)
+      return from_spm_with_hf_config(read_file(dir / kTokenizerFileName), read_file(config),
+                                     (dir / kTokenizerFileName).string(), optional_file(jinja));
+  }
   if (file.filename() == kHfTokenizerFileName && fs::exists(file)) {
     const fs::path config = file.parent_path() / kHfTokenizerConfigFileName;
-    const fs::path jinja = file.parent_path() / kHfChatTemplateFileName;
-    return from_hf_json(read_file(file), fs::exists(config) ? read_file(config) : std::string(), file.string(),
-                        fs::exists(jinja) ? read_file(jinja) : std::string());
+    return from_hf_json(read_file(file), fs::exists(config) ? read_file(config) : std::string(), file.string());
   }
   if (fs::is_directory(file)) file /= kTokenizerFileName;
   if (!fs::exists(file))
@@ -270,6 +293,10 @@ Tokenizer Tokenizer::load(const std::string& path) {
 }
 
 Tokenizer Tokenizer::from_bytes(std::string serialized_model, std::string source_name) {
+  return Tokenizer(load_spm(std::move(serialized_model), std::move(source_name)));
+}
+
+std::shared_ptr<Tokenizer::Model> Tokenizer::load_spm(std::string serialized_model, std::string source_name) {
   const Shim& api = shim();
   auto model = std::make_shared<Model>();
   model->source = std::move(source_name);
@@ -300,7 +327,7 @@ Tokenizer Tokenizer::from_bytes(std::string serialized_model, std::string source
   add_special(model->im_end);
   add_special(model->eot);
   add_special(model->pad);
-  return Tokenizer(std::move(model));
+  return model;
 }
 
 namespace {
@@ -342,6 +369,20 @@ std::string special_token_name(const nlohmann::json& config, const std::string& 
   throw std::runtime_error(source + ": " + key + ": expected a token (a string or {\"content\": ...}), got " + v.dump());
 }
 
+// tokenizer_config.json as a JSON object ({} when `text` is empty).
+nlohmann::json parse_tokenizer_config(const std::string& text, const std::string& source) {
+  if (text.empty()) return nlohmann::json::object();
+  if (text.size() > (size_t{16} << 20)) throw std::runtime_error(source + ": larger than the 16 MiB accepted");
+  nlohmann::json config;
+  try {
+    config = nlohmann::json::parse(text);
+  } catch (const nlohmann::json::exception& e) {
+    throw std::runtime_error(source + ": not valid JSON: " + e.what());
+  }
+  if (!config.is_object()) throw std::runtime_error(source + ": expected a JSON object");
+  return config;
+}
+
 // tokenizer_config.json's chat_template: the Jinja text, or a list of named ones (transformers
 // 4.x) of which "default" is the one apply_chat_template uses; "" when there is none.
 std::string config_chat_template(const nlohmann::json& config, const std::string& source) {
@@ -369,19 +410,10 @@ Tokenizer Tokenizer::from_hf_json(std::string tokenizer_json, std::string config
   model->bpe = ByteLevelBpe::from_json(tokenizer_json, model->source);
   model->serialized = std::move(tokenizer_json);
   model->hf_config = std::move(config_json);
+  model->hugging_face = true;
   model->vocab_size = model->bpe->vocab_size();
-  nlohmann::json config = nlohmann::json::object();
   const std::string config_source = (fs::path(model->source).parent_path() / kHfTokenizerConfigFileName).string();
-  if (!model->hf_config.empty()) {
-    if (model->hf_config.size() > (size_t{16} << 20))
-      throw std::runtime_error(config_source + ": larger than the 16 MiB accepted");
-    try {
-      config = nlohmann::json::parse(model->hf_config);
-    } catch (const nlohmann::json::exception& e) {
-      throw std::runtime_error(config_source + ": not valid JSON: " + e.what());
-    }
-    if (!config.is_object()) throw std::runtime_error(config_source + ": expected a JSON object");
-  }
+  const nlohmann::json config = parse_tokenizer_config(model->hf_config, config_source);
   auto id_of = [&](const std::string& key) -> int64_t {
     const std::string name = special_token_name(config, key, config_source);
     if (name.empty()) return -1;
@@ -396,6 +428,49 @@ Tokenizer Tokenizer::from_hf_json(std::string tokenizer_json, std::string config
   if (model->eot < 0) model->eot = model->bpe->token_id(kEndOfTextToken);
   model->pad = id_of("pad_token");
   if (model->pad < 0) model->pad = model->eot;
+  model->chat_template_file = !chat_template_jinja.empty();
+  model->chat_template = model->chat_template_file ? std::move(chat_template_jinja)
+                                                   : config_chat_template(config, config_source);
+  return Tokenizer(std::move(model));
+}
+
+Tokenizer Tokenizer::from_spm_with_hf_config(std::string serialized_model, std::string config_json,
+                                             std::string source_name, std::string chat_template_jinja) {
+  std::shared_ptr<Model> model = load_spm(std::move(serialized_model), std::move(source_name));
+  const std::string config_source = (fs::path(model->source).parent_path() / kHfTokenizerConfigFileName).string();
+  const nlohmann::json config = parse_tokenizer_config(config_json, config_source);
+  model->hf_config = std::move(config_json);
+  model->hugging_face = true;
+  const Tokenizer probe(model);  // the model as loaded, to look pieces up
+  auto id_of = [&](const std::string& key) -> int64_t {
+    const std::string name = special_token_name(config, key, config_source);
+    if (name.empty()) return -1;
+    const int64_t id = probe.token_id(name);
+    if (id < 0)
+      throw std::runtime_error(config_source + ": " + key + ": \"" + name + "\" is not a piece of " + model->source);
+    if (model->special(id) == nullptr) model->specials.push_back({name, id});  // text <-> id like the others
+    return id;
+  };
+  const int64_t bos = id_of("bos_token");
+  if (const int64_t eos = id_of("eos_token"); eos >= 0) model->eot = eos;
+  const int64_t pad = id_of("pad_token");
+  model->pad = pad >= 0 ? pad : model->eot;
+  auto flag = [&](const char* key, bool fallback) {
+    if (!config.contains(key) || config[key].is_null()) return fallback;
+    if (!config[key].is_boolean()) throw std::runtime_error(config_source + ": " + key + ": expected true or false");
+    return config[key].get<bool>();
+  };
+  // transformers' LlamaTokenizer (Llama 2, Mistral) adds BOS unless told otherwise.
+  const std::string tokenizer_class = config.value("tokenizer_class", "");
+  if (flag("add_bos_token", tokenizer_class.find("Llama") != std::string::npos)) {
+    if (bos < 0) throw std::runtime_error(config_source + ": add_bos_token is true but there is no bos_token");
+    model->prefix = {bos};
+  }
+  if (flag("add_eos_token", false))
+    throw std::runtime_error(config_source + ": add_eos_token: true (an EOS after every text) is not supported");
+  const auto a = probe.pieces(probe.encode("a"));
+  model->metaspace_prefix_rule = !a.empty() && a.front().rfind("\xE2\x96\x81", 0) == 0;  // a dummy "▁"
+  model->space_piece = probe.token_id("\xE2\x96\x81");
   model->chat_template_file = !chat_template_jinja.empty();
   model->chat_template = model->chat_template_file ? std::move(chat_template_jinja)
                                                    : config_chat_template(config, config_source);
@@ -595,20 +670,16 @@ bool Tokenizer::is_special(int64_t id) const {
   return model_->bpe ? model_->bpe->is_special(id) : model_->special(id) != nullptr;
 }
 std::vector<int64_t> Tokenizer::prefix_ids() const {
-  return model_->bpe ? model_->bpe->prefix_ids() : std::vector<int64_t>{};
+  return model_->bpe ? model_->bpe->prefix_ids() : model_->prefix;
 }
-bool Tokenizer::is_hugging_face() const { return model_->bpe.has_value(); }
+bool Tokenizer::is_hugging_face() const { return model_->hugging_face; }
 
 void Tokenizer::save(const std::string& path) const {
   write_tokenizer_file(path, model_->serialized);
 }
 
 void Tokenizer::save_to_directory(const std::string& dir) const {
-  if (!model_->bpe) {
-    save((fs::path(dir) / kTokenizerFileName).string());
-    return;
-  }
-  write_tokenizer_file(fs::path(dir) / kHfTokenizerFileName, model_->serialized);
+  write_tokenizer_file(fs::path(dir) / (model_->bpe ? kHfTokenizerFileName : kTokenizerFileName), model_->serialized);
   if (!model_->hf_config.empty()) write_tokenizer_file(fs::path(dir) / kHfTokenizerConfigFileName, model_->hf_config);
   if (model_->chat_template_file)
     write_tokenizer_file(fs::path(dir) / kHfChatTemplateFileName, model_->chat_template);

@@ -2,8 +2,9 @@
 // tokens, which are atomic and never come out of ordinary text; or a Hugging Face tokenizer.json
 // of the byte-level BPE family (modules/text/byte_level_bpe.h) with its tokenizer_config.json.
 //
-// A directory is read as Hugging Face's when it holds tokenizer.json, else as nurture's
-// (tokenizer.model). For a Hugging Face tokenizer, eot_id() is tokenizer_config.json's
+// A directory is read as Hugging Face's when it holds tokenizer.json (of a family nurture reads),
+// or tokenizer.model with tokenizer_config.json (from_spm_with_hf_config), else as nurture's
+// (tokenizer.model alone). For a Hugging Face tokenizer, eot_id() is tokenizer_config.json's
 // eos_token, pad_id() its pad_token (else the eos token, as TRL pads), prefix_ids() what its
 // post-processor puts first (Llama 3's <|begin_of_text|>), im_start_id()/im_end_id() the ChatML
 // tokens where the vocabulary has them; is_special() is its added tokens marked special.
@@ -68,6 +69,11 @@ class Tokenizer {
                                 std::string chat_template_jinja = "");
   // The bytes of a .model file; `source_name` appears in errors and source().
   static Tokenizer from_bytes(std::string serialized_model, std::string source_name);
+  // A SentencePiece model of a Hugging Face directory (Llama 2, Mistral: LlamaTokenizer) with its
+  // tokenizer_config.json: eos/pad/bos tokens from it, BOS first when add_bos_token (LlamaTokenizer's
+  // default), and text that starts with a space given no second "▁" (as transformers encodes).
+  static Tokenizer from_spm_with_hf_config(std::string serialized_model, std::string config_json,
+                                           std::string source_name, std::string chat_template_jinja = "");
   // Trains on options.inputs, writes options.output and returns it loaded.
   static Tokenizer train(const TokenizerTrainOptions& options);
 
@@ -90,9 +96,10 @@ class Tokenizer {
   int64_t pad_id() const;             // <|pad|>, or the model's own SentencePiece pad
   bool has_chat_tokens() const;       // both <|im_start|> and <|im_end|>
   bool is_special(int64_t id) const;  // one of the four above (Hugging Face: a special added token)
-  // Ids a sequence starts with (Hugging Face's post-processor BOS; none for SentencePiece here).
+  // Ids a sequence starts with (Hugging Face's post-processor or add_bos_token BOS; none for
+  // nurture's own SentencePiece models).
   std::vector<int64_t> prefix_ids() const;
-  bool is_hugging_face() const;  // read from a tokenizer.json
+  bool is_hugging_face() const;  // read from a tokenizer.json, or with a tokenizer_config.json
   // The model's own chat template as Jinja text (chat_template.jinja, else tokenizer_config.json's
   // chat_template); "" when it has none. modules/text/chat_template.h recognises its family.
   const std::string& chat_template_jinja() const;
@@ -108,6 +115,8 @@ class Tokenizer {
  private:
   struct Model;
   explicit Tokenizer(std::shared_ptr<const Model> model);
+  // A SentencePiece model with nurture's special tokens found (from_bytes, from_spm_with_hf_config).
+  static std::shared_ptr<Model> load_spm(std::string serialized_model, std::string source_name);
 
   std::shared_ptr<const Model> model_;  // immutable; copies of a Tokenizer share it
 };

@@ -443,5 +443,42 @@ TEST(HfTokenizer, AConfigNamingAnUnknownTokenIsAnError) {
   EXPECT_NE(message.find("tokenizer_config.json: not valid JSON"), std::string::npos) << message;
 }
 
+// A Llama 2-style directory (tokenizer.model + tokenizer_config.json, written by sentencepiece and
+// transformers: tests/fixtures/hf/tokenizers/llama2_spm) gives the ids transformers' LlamaTokenizer
+// gives, with and without its BOS, and decodes them to the same text.
+TEST(HfTokenizer, ASentencePieceModelWithItsConfigEncodesAsTransformers) {
+  const fs::path dir = testing::source_dir() / "tests" / "fixtures" / "hf" / "tokenizers" / "llama2_spm";
+  const Tokenizer tokenizer = Tokenizer::load(dir.string());
+  EXPECT_TRUE(tokenizer.is_hugging_face());
+  EXPECT_EQ(tokenizer.prefix_ids(), std::vector<int64_t>{1});  // <s>
+  EXPECT_EQ(tokenizer.eot_id(), 2);                           // </s>
+  EXPECT_EQ(tokenizer.pad_id(), 2);                           // none: the eos token, as TRL pads
+  std::ifstream in(dir / "cases.json");
+  const auto fixture = nlohmann::json::parse(in);
+  ASSERT_EQ(fixture["tokenizer_class"], "LlamaTokenizer");
+  int checked = 0;
+  for (const auto& c : fixture["cases"]) {
+    const std::string text = c["text"].get<std::string>();
+    const auto ids = tokenizer.encode(text, /*allow_special=*/true);
+    EXPECT_EQ(ids, c["ids"].get<std::vector<int64_t>>()) << text;
+    std::vector<int64_t> with_bos = tokenizer.prefix_ids();
+    with_bos.insert(with_bos.end(), ids.begin(), ids.end());
+    EXPECT_EQ(with_bos, c["ids_with_bos"].get<std::vector<int64_t>>()) << text;
+    EXPECT_EQ(tokenizer.decode(ids), c["decoded"].get<std::string>()) << text;
+    ++checked;
+  }
+  EXPECT_EQ(checked, 152);
+  // Its directory keeps the config, so a stage's model/ encodes the same way.
+  const fs::path copy = testing::scratch_dir("llama2_spm_copy");
+  tokenizer.save_to_directory(copy.string());
+  EXPECT_TRUE(fs::exists(copy / kHfTokenizerConfigFileName));
+  EXPECT_EQ(Tokenizer::load(copy.string()).encode(" leading space"), tokenizer.encode(" leading space"));
+  // Without the config it is a plain SentencePiece model: sentencepiece's own dummy prefix, no BOS.
+  const Tokenizer bare = Tokenizer::load((dir / kTokenizerFileName).string());
+  EXPECT_TRUE(bare.prefix_ids().empty());
+  EXPECT_EQ(bare.pieces(bare.encode(" hello")).front(), "\xE2\x96\x81\xE2\x96\x81");  // "▁▁", then "hello"
+  EXPECT_EQ(tokenizer.pieces(tokenizer.encode(" hello")).front(), "\xE2\x96\x81");
+}
+
 }  // namespace
 }  // namespace nurture
