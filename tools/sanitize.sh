@@ -5,17 +5,16 @@
 # directory and printed. Leaks are checked at the exit of the test binary's processes (which run
 # most pipelines in-process), not of each `nurture` (see tools/nurture.cpp).
 #
-#   tools/sanitize.sh                                # build, then every test but the quickstarts
+#   tools/sanitize.sh                                # build, then every unit test
 #   tools/sanitize.sh --gtest_filter='Tokenizer*'    # extra arguments go to the test binary
 #
 # The suite runs as one process per core, each taking a share of the tests (GoogleTest's
 # sharding), not one process per test as under ctest: a sanitized process takes about two seconds
 # to start and to check for leaks at exit, which over the whole suite costs more than the tests.
 #
-# The quickstarts (Quickstart.*, Distributed.QuickstartRunsOnTwoProcesses) are left out: they are
-# minutes of LibTorch kernels, which are not instrumented, in processes that do not check for
-# leaks; every stage they run also runs in-process in its own tests, and two ranks of c10d in
-# Distributed.TwoRanksOfBatchBMatchOneRankOfBatch2B.
+# The integration suites (tests/integration/: whole runs of `nurture`, the quickstarts among them)
+# are left out: they are minutes of LibTorch kernels, which are not instrumented, in processes that
+# do not check for leaks, and every stage they run also runs in-process in its own unit tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${NURTURE_SANITIZE_BUILD_DIR:-build/sanitize}
@@ -49,11 +48,14 @@ export UBSAN_OPTIONS="log_path=$reports/ubsan:exitcode=86:print_stacktrace=1${UB
 # What ctest gives each test (tests/CMakeLists.txt).
 export NURTURE_BIN=$build/nurture OMP_WAIT_POLICY=passive
 
+# The integration suites, as tests/CMakeLists.txt names them for ctest's labels.
+integration=$(sed -n 's/^set(NURTURE_INTEGRATION_SUITES "\(.*\)")$/\1/p' tests/CMakeLists.txt)
+[ -n "$integration" ] || { echo "[sanitize] no NURTURE_INTEGRATION_SUITES in tests/CMakeLists.txt" >&2; exit 1; }
 shards=$(nproc)
 pids=()
 for ((i = 0; i < shards; i++)); do
   GTEST_TOTAL_SHARDS=$shards GTEST_SHARD_INDEX=$i timeout 1500 "$build/nurture_tests" \
-      --gtest_filter='-Quickstart.*:Distributed.QuickstartRunsOnTwoProcesses' "$@" >"$build/shard-$((i + 1)).log" 2>&1 &
+      --gtest_filter="-$integration" "$@" >"$build/shard-$((i + 1)).log" 2>&1 &
   pids+=($!)
 done
 failed=0
