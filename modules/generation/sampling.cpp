@@ -104,9 +104,24 @@ torch::Tensor filter_logits(const torch::Tensor& logits, int64_t top_k, double t
   return out;
 }
 
+namespace {
+
+// One draw per row of probs [B, V]: from `generator` (or the global one), or row i from rows[i].
+torch::Tensor draw_tokens(const torch::Tensor& probs, const c10::optional<at::Generator>& generator,
+                          const std::vector<at::Generator>* rows) {
+  if (rows == nullptr) return torch::multinomial(probs, 1, /*replacement=*/false, generator).squeeze(-1);
+  TORCH_CHECK(static_cast<int64_t>(rows->size()) == probs.size(0), "sample_token: ", rows->size(),
+              " row generators for ", probs.size(0), " rows");
+  std::vector<torch::Tensor> tokens;
+  for (int64_t i = 0; i < probs.size(0); ++i)
+    tokens.push_back(torch::multinomial(probs.narrow(0, i, 1), 1, /*replacement=*/false, (*rows)[static_cast<size_t>(i)]));
+  return torch::cat(tokens).squeeze(-1);
+}
+
 // logits: [B, V] -> SampledToken
-SampledToken sample_token(const torch::Tensor& logits, double temperature, int64_t top_k,
-                          double top_p, c10::optional<at::Generator> generator, int64_t vocab_limit) {
+SampledToken sample_with(const torch::Tensor& logits, double temperature, int64_t top_k, double top_p,
+                         const c10::optional<at::Generator>& generator, const std::vector<at::Generator>* rows,
+                         int64_t vocab_limit) {
   TORCH_CHECK(logits.dim() == 2, "sample_token expects logits [B, V], got ", logits.sizes());
   check_sampling_args(temperature, top_k, top_p);
   auto x = logits.to(logits.scalar_type() == torch::kDouble ? torch::kDouble : torch::kFloat);
@@ -124,9 +139,21 @@ SampledToken sample_token(const torch::Tensor& logits, double temperature, int64
   }
   auto scaled = x / temperature;
   auto probs = torch::softmax(filter_logits(drawable(scaled), top_k, top_p), -1);
-  auto token = torch::multinomial(probs, 1, /*replacement=*/false, generator).squeeze(-1);  // [B]
+  auto token = draw_tokens(probs, generator, rows);  // [B]
   auto logprob = torch::log_softmax(scaled, -1).gather(-1, token.unsqueeze(-1)).squeeze(-1);
   return {token, logprob};
+}
+
+}  // namespace
+
+SampledToken sample_token(const torch::Tensor& logits, double temperature, int64_t top_k,
+                          double top_p, c10::optional<at::Generator> generator, int64_t vocab_limit) {
+  return sample_with(logits, temperature, top_k, top_p, generator, nullptr, vocab_limit);
+}
+
+SampledToken sample_token(const torch::Tensor& logits, double temperature, int64_t top_k, double top_p,
+                          const std::vector<at::Generator>& row_generators, int64_t vocab_limit) {
+  return sample_with(logits, temperature, top_k, top_p, c10::nullopt, &row_generators, vocab_limit);
 }
 
 // sampled: [B], finished: [B] bool, stop_ids: [S] -> StopUpdate
@@ -145,8 +172,11 @@ StopUpdate apply_stop(const torch::Tensor& sampled, const torch::Tensor& finishe
 
 // ---- generate ------------------------------------------------------------------------------------
 
-Generation generate(Transformer& model, const std::vector<std::vector<int64_t>>& prompts,
-                    const SamplingOptions& options, c10::optional<at::Generator> generator) {
+namespace {
+
+Generation generate_with(Transformer& model, const std::vector<std::vector<int64_t>>& prompts,
+                         const SamplingOptions& options, const c10::optional<at::Generator>& generator,
+                         const std::vector<at::Generator>* row_generators) {
   const TransformerOptions& model_options = model->options;
   check_generate_args(model_options, prompts, options);
   torch::NoGradGuard no_grad;
@@ -188,8 +218,8 @@ Generation generate(Transformer& model, const std::vector<std::vector<int64_t>>&
   std::vector<torch::Tensor> logprobs;  // one [B] per step
   int64_t steps = 0;
   while (steps < max_new) {
-    auto sampled = sample_token(next_logits(prompt_len + steps), options.temperature(),
-                                options.top_k(), options.top_p(), generator, options.vocab_limit());
+    auto sampled = sample_with(next_logits(prompt_len + steps), options.temperature(), options.top_k(),
+                               options.top_p(), generator, row_generators, options.vocab_limit());
     auto update = apply_stop(sampled.token, finished, stop_ids, options.pad_id());
     tokens.select(1, prompt_len + steps).copy_(update.token);
     mask.select(1, prompt_len + steps).copy_(update.valid);
@@ -221,6 +251,20 @@ Generation generate(Transformer& model, const std::vector<std::vector<int64_t>>&
   return out;
 }
 
+}  // namespace
+
+Generation generate(Transformer& model, const std::vector<std::vector<int64_t>>& prompts,
+                    const SamplingOptions& options, c10::optional<at::Generator> generator) {
+  return generate_with(model, prompts, options, generator, nullptr);
+}
+
+Generation generate(Transformer& model, const std::vector<std::vector<int64_t>>& prompts,
+                    const SamplingOptions& options, const std::vector<at::Generator>& row_generators) {
+  TORCH_CHECK(row_generators.size() == prompts.size(), "generate: ", row_generators.size(),
+              " row generators for ", prompts.size(), " prompts");
+  return generate_with(model, prompts, options, c10::nullopt, &row_generators);
+}
+
 // ---- replies ----------------------------------------------------------------------------------------
 
 std::vector<std::vector<int64_t>> reply_ids(const Generation& generation) {
@@ -241,7 +285,7 @@ std::vector<Reply> decode_replies(const Generation& generation, const Tokenizer&
   std::vector<Reply> out;
   int64_t i = 0;
   for (const auto& ids : reply_ids(generation)) {
-    out.push_back({tokenizer.decode(ids), stopped[i].item<bool>()});
+    out.push_back({tokenizer.decode(ids), stopped[i].item<bool>(), static_cast<int64_t>(ids.size())});
     ++i;
   }
   return out;

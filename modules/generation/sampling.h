@@ -64,6 +64,11 @@ struct Generation {
 Generation generate(Transformer& model, const std::vector<std::vector<int64_t>>& prompts,
                     const SamplingOptions& options,
                     c10::optional<at::Generator> generator = c10::nullopt);
+// The same, the reply to prompts[i] drawn from row_generators[i]: a reply then depends on its own
+// seed only, not on the prompts it was batched with (so that ranks sampling their share of a batch
+// draw what one rank sampling all of it would, up to rounding).
+Generation generate(Transformer& model, const std::vector<std::vector<int64_t>>& prompts,
+                    const SamplingOptions& options, const std::vector<at::Generator>& row_generators);
 
 // ---- Replies ---------------------------------------------------------------------------------------
 
@@ -75,6 +80,7 @@ std::vector<std::vector<int64_t>> reply_ids(const Generation& generation);
 struct Reply {
   std::string text;
   bool stopped = false;
+  int64_t tokens = 0;  // its generated ids without the stop token
 };
 
 // reply_ids of every row, decoded.
@@ -106,6 +112,9 @@ struct SampledToken {
 SampledToken sample_token(const torch::Tensor& logits, double temperature, int64_t top_k,
                           double top_p, c10::optional<at::Generator> generator = c10::nullopt,
                           int64_t vocab_limit = 0);
+// The same, row i drawing from row_generators[i] (one per row).
+SampledToken sample_token(const torch::Tensor& logits, double temperature, int64_t top_k, double top_p,
+                          const std::vector<at::Generator>& row_generators, int64_t vocab_limit = 0);
 
 struct StopUpdate {
   torch::Tensor token;     // [B] int64: the sampled token, pad_id in rows already finished

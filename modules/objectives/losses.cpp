@@ -1,7 +1,8 @@
-// The training objectives (see losses.h): cross-entropy, Bradley–Terry, PPO, GAE, DPO.
+// The training objectives (see losses.h): cross-entropy, Bradley–Terry, PPO, GAE, GRPO, DPO.
 // Everything stays on the device; nothing here reads a value back to the host.
 #include "modules/objectives/losses.h"
 
+#include <stdexcept>
 #include <vector>
 
 namespace nurture {
@@ -211,6 +212,73 @@ Gae gae(const torch::Tensor& rewards, const torch::Tensor& values, const torch::
   auto adv = n > 0 ? torch::stack(advantages, 1) : torch::zeros_like(r);
   auto returns = (adv + v).masked_fill(keep.logical_not(), 0);
   return {adv, returns};
+}
+
+// ---- GRPO and its variants ----------------------------------------------------------------------
+
+PolicyLossType parse_policy_loss_type(const std::string& name) {
+  if (name == "grpo") return PolicyLossType::grpo;
+  if (name == "bnpo") return PolicyLossType::bnpo;
+  if (name == "dapo") return PolicyLossType::dapo;
+  if (name == "dr_grpo") return PolicyLossType::dr_grpo;
+  throw std::invalid_argument("unknown loss_type '" + name + "' (known: bnpo, dapo, dr_grpo, grpo)");
+}
+
+namespace {
+
+// The per-token losses of a minibatch as one number (see PolicyLossType).
+// per_token, m: [B, N] (m float, 0/1) -> []
+torch::Tensor aggregate_policy_loss(const torch::Tensor& per_token, const torch::Tensor& m,
+                                    const GroupPolicyLossOptions& o) {
+  const auto summed = per_token.masked_fill(m == 0, 0) * m;
+  switch (o.type) {
+    case PolicyLossType::grpo:
+      return (summed.sum(1) / m.sum(1).clamp_min(1)).mean();
+    case PolicyLossType::bnpo:
+      return summed.sum() / m.sum().clamp_min(1);
+    case PolicyLossType::dapo:
+      TORCH_CHECK(o.tokens_per_rank > 0, "the dapo loss needs the minibatch's tokens per rank, got ",
+                  o.tokens_per_rank);
+      return summed.sum() / o.tokens_per_rank;
+    case PolicyLossType::dr_grpo:
+      TORCH_CHECK(o.max_new_tokens > 0, "the dr_grpo loss needs max_new_tokens, got ", o.max_new_tokens);
+      return summed.sum() / static_cast<double>(per_token.size(0) * o.max_new_tokens);
+  }
+  TORCH_CHECK(false, "unknown PolicyLossType");
+}
+
+}  // namespace
+
+// logprobs, old_logprobs, advantages, mask, ref_logprobs: [B, N] -> GroupPolicyLoss
+GroupPolicyLoss group_policy_loss(const torch::Tensor& logprobs, const torch::Tensor& old_logprobs,
+                                  const torch::Tensor& advantages, const torch::Tensor& mask,
+                                  const torch::Tensor& ref_logprobs, const GroupPolicyLossOptions& options) {
+  check_same_shape(logprobs, "logprobs", old_logprobs, "old_logprobs");
+  check_same_shape(logprobs, "logprobs", advantages, "advantages");
+  check_same_shape(logprobs, "logprobs", mask, "mask");
+  TORCH_CHECK(options.epsilon_low > 0 && options.epsilon_low < 1, "epsilon_low must be in (0, 1), got ",
+              options.epsilon_low);
+  TORCH_CHECK(options.epsilon_high > 0, "epsilon_high must be positive, got ", options.epsilon_high);
+  TORCH_CHECK(options.beta == 0 || ref_logprobs.defined(), "a KL weight beta = ", options.beta,
+              " needs the reference's log-probs");
+  const auto logp = to_compute(logprobs);
+  const auto ratio = torch::exp(logp - to_compute(old_logprobs.detach()));
+  const auto adv = to_compute(advantages.detach());
+  const auto clipped_ratio = torch::clamp(ratio, 1.0 - options.epsilon_low, 1.0 + options.epsilon_high);
+  auto per_token = -torch::min(ratio * adv, clipped_ratio * adv);
+  GroupPolicyLoss out;
+  const auto m = mask.to(logp.scalar_type());
+  if (options.beta != 0) {
+    const auto kl = kl_k3(logp, ref_logprobs.detach());
+    per_token = per_token + options.beta * kl;
+    out.kl = masked_mean(kl.detach(), m);
+  }
+  out.loss = aggregate_policy_loss(per_token, m, options);
+  const auto low = (ratio < 1.0 - options.epsilon_low) & (adv < 0);
+  const auto high = (ratio > 1.0 + options.epsilon_high) & (adv > 0);
+  out.clip_low_fraction = masked_mean(low.to(logp.scalar_type()), m);
+  out.clip_high_fraction = masked_mean(high.to(logp.scalar_type()), m);
+  return out;
 }
 
 // ---- DPO -----------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 // The objectives of a language model's life: next-token cross-entropy (pre-training, SFT), the
 // Bradley–Terry pairwise loss (reward model), the PPO pieces (masked statistics, clipped policy
-// and value losses, KL estimators against the reference policy, GAE) and the DPO loss.
+// and value losses, KL estimators against the reference policy, GAE), the critic-free policy loss
+// of GRPO and its variants, and the DPO loss.
 //
 // None of these synchronises with the host: every result is a tensor (no .item()), so a training
 // step can queue its kernels and read the numbers back only when it logs.
@@ -11,6 +12,8 @@
 // stay float64, which the finite-difference tests rely on).
 #pragma once
 #include <torch/torch.h>
+
+#include <string>
 
 namespace nurture {
 
@@ -129,6 +132,41 @@ struct Gae {
 // rewards, values, mask: [B, N] -> Gae
 Gae gae(const torch::Tensor& rewards, const torch::Tensor& values, const torch::Tensor& mask,
         double gamma, double lambda);
+
+// ---- GRPO and its variants ----------------------------------------------------------------------
+
+// How the per-token losses of a minibatch become one number (TRL's loss_type):
+//   grpo     the mean over each reply's tokens, then over the replies (a long reply's tokens weigh
+//            less each: the length bias Dr. GRPO points out)
+//   bnpo     the mean over the minibatch's tokens on this rank
+//   dapo     the sum over tokens / the minibatch's tokens on every rank (each token weighs the same
+//            however the ranks split the batch; DAPO's token-level loss)
+//   dr_grpo  the sum over tokens / (replies × max_new_tokens): a constant divisor, no length bias
+enum class PolicyLossType { grpo, bnpo, dapo, dr_grpo };
+// "grpo" | "bnpo" | "dapo" | "dr_grpo"; anything else is a std::invalid_argument.
+PolicyLossType parse_policy_loss_type(const std::string& name);
+
+struct GroupPolicyLossOptions {
+  double epsilon_low = 0.2, epsilon_high = 0.2;  // ρ is clipped to [1 − ε_low, 1 + ε_high] (DAPO)
+  double beta = 0.0;  // weight of the per-token k3 KL to the reference in the loss (0: no reference)
+  PolicyLossType type = PolicyLossType::grpo;
+  int64_t max_new_tokens = 0;   // dr_grpo's divisor, with the replies
+  double tokens_per_rank = 0;   // dapo's divisor: the minibatch's tokens of all ranks / ranks
+};
+
+struct GroupPolicyLoss {
+  torch::Tensor loss;                // []
+  torch::Tensor clip_low_fraction;   // [] share of tokens held at 1 − ε_low (ρ below it, A < 0)
+  torch::Tensor clip_high_fraction;  // [] share of tokens held at 1 + ε_high (ρ above it, A > 0)
+  torch::Tensor kl;                  // [] token mean of k3(π ‖ π_ref); undefined without a reference
+};
+
+// Per token: −min(ρ·A, clip(ρ, 1 − ε_low, 1 + ε_high)·A) + β·k3, with ρ = exp(logprobs −
+// old_logprobs), aggregated as `type` says. Shares and KL are token means over the minibatch.
+// logprobs, old_logprobs, advantages, mask, ref_logprobs (undefined when β = 0): [B, N]
+GroupPolicyLoss group_policy_loss(const torch::Tensor& logprobs, const torch::Tensor& old_logprobs,
+                                  const torch::Tensor& advantages, const torch::Tensor& mask,
+                                  const torch::Tensor& ref_logprobs, const GroupPolicyLossOptions& options);
 
 // ---- DPO -----------------------------------------------------------------------------------------
 

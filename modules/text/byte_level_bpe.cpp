@@ -4,8 +4,6 @@
 // accepts the patterns of these tokenizers (written for Oniguruma) with the same meaning.
 #include "modules/text/byte_level_bpe.h"
 
-#define PCRE2_CODE_UNIT_WIDTH 8
-#include <pcre2.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -22,6 +20,7 @@
 #include <unordered_set>
 #include <utility>
 
+#include "modules/text/regex.h"
 #include "modules/text/unicode_nfc_data.h"
 
 namespace nurture {
@@ -86,11 +85,6 @@ std::vector<uint32_t> code_points(const std::string& text, const char* what) {
     out.push_back(cp);
   }
   return out;
-}
-
-size_t utf8_length_at(const std::string& text, size_t i) {
-  const uint8_t b0 = static_cast<uint8_t>(text[i]);
-  return b0 < 0x80 ? 1 : (b0 >> 5) == 0x6 ? 2 : (b0 >> 4) == 0xE ? 3 : 4;
 }
 
 // Unicode White_Space: what Rust's char::is_whitespace and regex `\s` match.
@@ -252,83 +246,7 @@ std::string map_bytes(const std::string& piece) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Regexes
-
-using Span = std::pair<size_t, size_t>;  // byte offsets [first, second)
-
-class Regex {
- public:
-  // `where` (e.g. "x.json: pre_tokenizer.pattern.Regex") prefixes a compile error.
-  Regex(const std::string& pattern, bool literal, const std::string& where) {
-    int error = 0;
-    PCRE2_SIZE offset = 0;
-    // Oniguruma's Ruby syntax (the library's): ^ and $ match at every line.
-    const uint32_t options =
-        literal ? PCRE2_UTF | PCRE2_LITERAL : PCRE2_UTF | PCRE2_UCP | PCRE2_MULTILINE;
-    code_ = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(), options,
-                          &error, &offset, nullptr);
-    if (code_ == nullptr) {
-      throw std::runtime_error(where + ": the regex " + json(pattern).dump() +
-                               " does not compile: " + message(error) + " at offset " +
-                               std::to_string(offset));
-    }
-    pcre2_jit_compile(code_, PCRE2_JIT_COMPLETE);  // optional: without it, the interpreter
-  }
-  ~Regex() { pcre2_code_free(code_); }
-  Regex(const Regex&) = delete;
-  Regex& operator=(const Regex&) = delete;
-
-  // The matches in `text` (valid UTF-8), in order, as onig's find_iter gives them: after an empty
-  // match, the next search starts one character later.
-  std::vector<Span> find_all(const std::string& text) const {
-    std::vector<Span> out;
-    std::unique_ptr<pcre2_match_data, decltype(&pcre2_match_data_free)> data(
-        pcre2_match_data_create_from_pattern(code_, nullptr), &pcre2_match_data_free);
-    size_t last_end = 0;
-    size_t last_match_end = std::string::npos;
-    while (last_end <= text.size()) {
-      Span m;
-      if (!search(text, last_end, data.get(), m)) break;
-      if (m.first == m.second && last_end == last_match_end) {
-        last_end += last_end < text.size() ? utf8_length_at(text, last_end) : 1;
-        continue;
-      }
-      last_end = last_match_end = m.second;
-      out.push_back(m);
-    }
-    return out;
-  }
-
-  bool matches_at_start(const std::string& text) const {
-    std::unique_ptr<pcre2_match_data, decltype(&pcre2_match_data_free)> data(
-        pcre2_match_data_create_from_pattern(code_, nullptr), &pcre2_match_data_free);
-    Span m;
-    return search(text, 0, data.get(), m) && m.first == 0;
-  }
-
- private:
-  static std::string message(int error) {
-    PCRE2_UCHAR buffer[256];
-    pcre2_get_error_message(error, buffer, sizeof buffer);
-    return reinterpret_cast<const char*>(buffer);
-  }
-
-  bool search(const std::string& text, size_t start, pcre2_match_data* data, Span& m) const {
-    const auto subject = reinterpret_cast<PCRE2_SPTR>(text.data());
-    int rc = pcre2_match(code_, subject, text.size(), start, PCRE2_NO_UTF_CHECK, data, nullptr);
-    if (rc == PCRE2_ERROR_JIT_STACKLIMIT) {  // a deep backtrack: the interpreter's heap is larger
-      rc = pcre2_match(code_, subject, text.size(), start, PCRE2_NO_UTF_CHECK | PCRE2_NO_JIT, data,
-                       nullptr);
-    }
-    if (rc == PCRE2_ERROR_NOMATCH) return false;
-    if (rc < 0) throw std::runtime_error("byte_level_bpe: regex match failed: " + message(rc));
-    const PCRE2_SIZE* ovector = pcre2_get_ovector_pointer(data);
-    m = {ovector[0], ovector[1]};
-    return true;
-  }
-
-  pcre2_code* code_ = nullptr;
-};
+// Regexes (modules/text/regex.h)
 
 // GPT-2's pre-tokenizer regex, which ByteLevel(use_regex=true) uses.
 constexpr const char* kGpt2Pattern =
@@ -678,7 +596,7 @@ Model::PreTokenizer read_split(const Reader& r, const json& p, const std::string
                                           "library's regex engine) than in PCRE2: not supported");
     }
   }
-  step.regex = std::make_shared<Regex>(text, literal, r.where(path + ".pattern." + key));
+  step.regex = std::make_shared<Regex>(text, RegexOptions{literal}, r.where(path + ".pattern." + key));
   step.behavior = read_behavior(r, p, path);
   step.invert = r.boolean(p, "invert", path, false);
   return step;
@@ -698,11 +616,11 @@ void read_pre_tokenizer(Model& m, const Reader& r, const json& p, const std::str
     step.byte_level = true;
     step.add_prefix_space = r.boolean(p, "add_prefix_space", path, true);
     if (r.boolean(p, "use_regex", path, true))
-      step.regex = std::make_shared<Regex>(kGpt2Pattern, false, "");
+      step.regex = std::make_shared<Regex>(kGpt2Pattern, RegexOptions{}, "");
   } else if (type == "Split") {
     step = read_split(r, p, path);
   } else if (type == "Digits") {  // char::is_numeric, one match per character
-    step.regex = std::make_shared<Regex>(R"(\p{N})", false, "");
+    step.regex = std::make_shared<Regex>(R"(\p{N})", RegexOptions{}, "");
     step.behavior = r.boolean(p, "individual_digits", path, false) ? Behavior::kIsolated
                                                                    : Behavior::kContiguous;
   } else {  // WhitespaceSplit: char::is_whitespace, removed
@@ -1030,8 +948,8 @@ ByteLevelBpe ByteLevelBpe::from_json(const std::string& json_text, const std::st
   }
   auto model = std::make_shared<Model>();
   model->source = source;
-  model->word_char = std::make_shared<Regex>(kWordCharPattern, false, "");
-  model->white_space = std::make_shared<Regex>(kWhiteSpacePattern, false, "");
+  model->word_char = std::make_shared<Regex>(kWordCharPattern, RegexOptions{}, "");
+  model->white_space = std::make_shared<Regex>(kWhiteSpacePattern, RegexOptions{}, "");
   try {
     read_top(*model, reader, root);
   } catch (const json::exception& e) {  // a type the readers did not check

@@ -145,6 +145,8 @@ const DemoFile kDemoFiles[] = {
     {"prefs_val.jsonl", "pref_val_pairs", "held-out preference pairs"},
     {"prompts.jsonl", "ppo_prompts", "prompts with reference answers for PPO"},
     {"eval_prompts.jsonl", "eval_prompts", "held-out prompts with reference answers for evaluation"},
+    {"sums_prompts.jsonl", "sums_prompts", "the sums' questions with their numeric answers, for GRPO"},
+    {"sums_eval_prompts.jsonl", "sums_eval_prompts", "held-out sums with their numeric answers"},
     {"icl.jsonl", "icl_examples", "in-context tasks (input -> target)"},
 };
 

@@ -325,6 +325,16 @@ void write_prompts_and_tasks(const fs::path& dir, const World& w, json& counts) 
   counts["icl_examples"] = icl.count();
 }
 
+// The sums alone, answered with a number (what math_answer checks): training and held-out.
+void write_sums(const fs::path& dir, const World& w, json& counts) {
+  Writer train(dir / "sums_prompts.jsonl"), eval(dir / "sums_eval_prompts.jsonl");
+  for (const auto& [split, out] : {std::pair{&w.train, &train}, std::pair{&w.heldout, &eval}})
+    for (const Fact* f : *split)
+      if (f->kind == "sum") out->line(json{{"prompt", question(*f)}, {"answer", f->value}}.dump());
+  counts["sums_prompts"] = train.count();
+  counts["sums_eval_prompts"] = eval.count();
+}
+
 }  // namespace
 
 // One random stream, drawn from in this order: the same seed writes the same files.
@@ -341,6 +351,7 @@ json write_demo_data(const fs::path& dir, const DemoDataOptions& o) {
   write_sft(dir, world, rng, counts);
   write_preferences(dir, world, rng, counts);
   write_prompts_and_tasks(dir, world, counts);
+  write_sums(dir, world, counts);
   return counts;
 }
 

@@ -135,11 +135,22 @@ std::vector<PreferenceExample> load_preferences(const fs::path& file, bool skip_
   return non_empty(std::move(out), file);
 }
 
+// A prompt line's reference answer: "reference", or "answer" as math data sets call it (a number is
+// taken as JSON writes it: 42, -3.5).
+static std::string prompt_reference(const json& r) {
+  if (r.contains("reference") && r.contains("answer"))
+    throw std::invalid_argument("both \"reference\" and \"answer\": give the reference answer once");
+  const char* key = r.contains("answer") ? "answer" : "reference";
+  if (!r.contains(key)) return "";
+  if (r[key].is_number()) return r[key].dump();
+  return string_field(r, key);
+}
+
 std::vector<PromptExample> load_prompts(const fs::path& file, bool skip_bad_lines, ReadStats* stats) {
   std::vector<PromptExample> out;
   ReadStats s = for_each_jsonl(file, skip_bad_lines, [&](const json& r, const std::string&) {
     if (!r.contains("prompt")) throw std::invalid_argument("missing key \"prompt\"");
-    out.push_back({prompt_messages(r["prompt"]), r.contains("reference") ? string_field(r, "reference") : ""});
+    out.push_back({prompt_messages(r["prompt"]), prompt_reference(r)});
   });
   if (stats) *stats = s;
   return non_empty(std::move(out), file);

@@ -61,7 +61,7 @@ std::vector<PreferenceExample> load_preferences(const std::filesystem::path& fil
 
 struct PromptExample {
   std::vector<Message> prompt;
-  std::string reference;  // optional reference answer ("" when absent)
+  std::string reference;  // optional reference answer: the line's "reference" or "answer" ("" when absent)
 };
 std::vector<PromptExample> load_prompts(const std::filesystem::path& file, bool skip_bad_lines,
                                         ReadStats* stats = nullptr);

@@ -46,6 +46,7 @@ bool OnPolicyLoop::due(int64_t every) const {
 void OnPolicyLoop::run(const OnPolicyStep& step) {
   MetricsLog metrics(ctx_.dir / "metrics.jsonl");
   Progress progress(ctx_.name, options_.iterations, /*plain_every_s=*/0.0);
+  if (options_.eval_on_start && iteration_ == 0 && step.evaluate && is_main_process()) run_eval(step, metrics);
   while (iteration_ < options_.iterations) {
     IterationResult result = step.iterate(iteration_);
     ++iteration_;

@@ -27,6 +27,7 @@ struct OnPolicyOptions {
   int64_t save_every = 10;  // iterations; 0 = only at the end
   int64_t keep_checkpoints = 2;
   int64_t max_nonfinite_steps = 5;
+  bool eval_on_start = false;  // also evaluate before the first iteration (iteration 0)
 };
 
 // What one iteration hands back to the loop.

@@ -4,6 +4,7 @@
 #pragma once
 #include <cstdint>
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "modules/generation/sampling.h"
 #include "modules/model/transformer.h"
@@ -15,8 +16,10 @@ namespace nurture::rl {
 
 // {"eval_score", "eval_response_length", "eval_stopped_fraction"} and, when some prompt has a
 // reference, "eval_accuracy"; `greedy` is the stage's sampling at temperature 0, batch_size prompts
-// per generate call.
+// per generate call. With `functions` (scored as part of `score`), also each one's mean as
+// "eval_<name>"; with `log_name`, the first two replies go to the log with their scores.
 nlohmann::json evaluate_on_prompts(Transformer& policy, const PromptSet& set, const SamplingOptions& greedy,
-                                   const Tokenizer& tokenizer, RewardSource& score, int64_t batch_size);
+                                   const Tokenizer& tokenizer, RewardSource& score, int64_t batch_size,
+                                   const RewardFunctions* functions = nullptr, const std::string& log_name = "");
 
 }  // namespace nurture::rl

@@ -52,9 +52,11 @@ PromptBatch prompt_range(const PromptSet& set, int64_t first, int64_t count) {
   return prompt_batch(set, rows);
 }
 
-std::vector<int64_t> PromptOrder::next(TrainingState& state, int64_t count) {
+std::vector<int64_t> PromptOrder::next(TrainingState& state, int64_t count, std::vector<int64_t>* positions) {
   std::vector<int64_t> rows;
-  for (int64_t position : take_positions(state, count)) rows.push_back(order_.at(position));
+  const std::vector<int64_t> taken = take_positions(state, count);
+  for (int64_t position : taken) rows.push_back(order_.at(position));
+  if (positions) *positions = taken;
   return rows;
 }
 

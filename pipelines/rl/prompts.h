@@ -48,8 +48,9 @@ class PromptOrder {
  public:
   PromptOrder(uint64_t seed, int64_t size) : order_(seed, size) {}
   // The next `count` rows of this rank (take_positions: each rank takes its own `count` of the
-  // global order, and the cursor advances by world_size · count).
-  std::vector<int64_t> next(TrainingState& state, int64_t count);
+  // global order, and the cursor advances by world_size · count); with `positions`, also where
+  // each row stands in the global order (a number no other draw of the run, on any rank, shares).
+  std::vector<int64_t> next(TrainingState& state, int64_t count, std::vector<int64_t>* positions = nullptr);
 
  private:
   ShuffledOrder order_;

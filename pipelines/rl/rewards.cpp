@@ -2,11 +2,12 @@
 #include "pipelines/rl/rewards.h"
 
 #include <algorithm>
-#include <cctype>
+#include <optional>
 #include <stdexcept>
 
 #include "modules/model/model_dir.h"
 #include "pipelines/data/batch.h"
+#include "pipelines/runtime/log.h"
 
 namespace nurture::rl {
 
@@ -85,45 +86,128 @@ std::unique_ptr<RewardModelScorer> load_reward_scorer(const std::filesystem::pat
 
 namespace {
 
-std::string normalize_answer(const std::string& s) {
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isspace(c)) {
-      if (!out.empty() && out.back() != ' ') out += ' ';
-    } else {
-      out += static_cast<char>(std::tolower(c));
+// One entry of reward_functions (see parse_reward_functions); nullopt after appending its mistakes.
+std::optional<RewardFunctionSpec> parse_reward_function(const ConfigNode& item, const std::string& path,
+                                                        std::vector<std::string>& errors) {
+  const ConfigNode* name = item.is_scalar() ? &item : item.is_map() ? item.find("name") : nullptr;
+  if (name == nullptr || !name->is_scalar()) {
+    errors.push_back(item.where().str() + ": " + path + ": each entry is a reward function's name or a map "
+                     "{name: ..., weight: ..., and its parameters}, got " + item.kind_name() +
+                     (item.is_map() ? " without a name" : ""));
+    return std::nullopt;
+  }
+  const auto& registry = reward_function_registry();
+  if (!registry.contains(name->text())) {
+    errors.push_back(name->where().str() + ": " + path + ": " + registry.unknown(name->text()));
+    return std::nullopt;
+  }
+  RewardFunctionSpec spec{name->text(), 1.0, {}};
+  const std::string own_path = path + "." + spec.name;
+  ConfigNode parameters = ConfigNode::map(item.where());
+  for (const auto& e : item.is_map() ? item.entries() : std::vector<ConfigNode::Entry>{}) {
+    if (e.key == "name") continue;
+    if (e.key != "weight") {
+      parameters.set(e.key, e.value, e.key_where);
+    } else if (!e.value.is_scalar() || !parse_float(e.value.text(), &spec.weight)) {
+      errors.push_back(e.value.where().str() + ": " + own_path + ".weight: expected a number, got '" +
+                       e.value.text() + "'");
+      return std::nullopt;
     }
   }
-  while (!out.empty() && (out.back() == ' ' || out.back() == '.')) out.pop_back();
-  return out;
+  const RewardFunctionEntry& entry = registry.get(spec.name);
+  const auto schema = entry.schema ? entry.schema() : std::make_shared<const Schema>();
+  ValidationContext ctx;
+  schema->validate(parameters, own_path, ctx);
+  if (!ctx.errors.empty()) {
+    errors.insert(errors.end(), ctx.errors.begin(), ctx.errors.end());
+    return std::nullopt;
+  }
+  try {
+    spec.function = entry.make(Settings(schema->resolve(parameters), own_path));
+  } catch (const std::exception& e) {  // a parameter its schema cannot judge (a bad regex), named by make
+    errors.push_back(e.what());
+    return std::nullopt;
+  }
+  return spec;
 }
 
 }  // namespace
 
+std::vector<RewardFunctionSpec> parse_reward_functions(const ConfigNode& list, const std::string& path,
+                                                       std::vector<std::string>& errors) {
+  std::vector<RewardFunctionSpec> out;
+  if (list.is_null()) return out;
+  if (!list.is_sequence()) {
+    errors.push_back(list.where().str() + ": " + path + ": expected a list of reward functions, e.g. "
+                     "[math_answer, {name: format, pattern: \"...\", weight: 0.5}], got " + list.kind_name());
+    return out;
+  }
+  for (const auto& item : list.items())
+    if (auto spec = parse_reward_function(item, path, errors)) out.push_back(std::move(*spec));
+  return out;
+}
+
+void add_reward_functions_field(Schema& schema, const std::string& help) {
+  schema.add_any("reward_functions", help);
+  schema.add_check([](const Settings& s, ValidationContext& ctx) {
+    if (const ConfigNode* list = s.node().find("reward_functions"))
+      parse_reward_functions(*list, s.path() + ".reward_functions", ctx.errors);
+  });
+}
+
+RewardFunction reward_function(const std::string& name, const std::string& where) {
+  if (!reward_function_registry().contains(name))
+    throw std::runtime_error(where + ": " + reward_function_registry().unknown(name));
+  const RewardFunctionEntry& entry = reward_function_registry().get(name);
+  const auto schema = entry.schema ? entry.schema() : std::make_shared<const Schema>();
+  const ConfigNode none = ConfigNode::map({});
+  ValidationContext ctx;
+  schema->validate(none, name, ctx);
+  if (!ctx.errors.empty())
+    throw std::runtime_error(where + ": " + name + " needs parameters, given as {name: " + name + ", ...}: " +
+                             ctx.errors.front());
+  return entry.make(Settings(schema->resolve(none), name));
+}
 
 RewardFunctions::RewardFunctions(const std::vector<std::string>& names, const std::string& where) {
-  for (const auto& name : names) {
-    if (!reward_function_registry().contains(name))
-      throw std::runtime_error(where + ": " + reward_function_registry().unknown(name));
-    functions_.emplace_back(name, reward_function_registry().get(name));
-  }
+  for (const auto& name : names) functions_.push_back({name, 1.0, reward_function(name, where)});
+}
+
+RewardFunctions::RewardFunctions(const ConfigNode& list, const std::string& path) {
+  std::vector<std::string> errors;
+  functions_ = parse_reward_functions(list, path, errors);
+  if (!errors.empty()) throw std::runtime_error(errors.front());
 }
 
 std::vector<double> RewardFunctions::score(const std::vector<const PromptExample*>& examples,
                                            const std::vector<Reply>& replies) {
+  last_scores_.clear();
+  for (const auto& f : functions_) last_scores_.emplace_back(f.name, std::vector<double>());
   std::vector<double> out;
   for (size_t i = 0; i < replies.size(); ++i) {
     const std::string prompt = reward_prompt(*examples[i]);
+    const RewardInput input{prompt, replies[i].text, examples[i]->reference, replies[i].tokens};
     double sum = 0.0;
-    for (const auto& [name, fn] : functions_) sum += fn(RewardInput{prompt, replies[i].text, examples[i]->reference});
+    for (size_t k = 0; k < functions_.size(); ++k) {
+      const double value = functions_[k].function(input);
+      last_scores_[k].second.push_back(value);
+      sum += functions_[k].weight * value;
+    }
     out.push_back(sum);
   }
   return out;
 }
 
+std::vector<std::string> RewardFunctions::function_names() const {
+  std::vector<std::string> out;
+  for (const auto& f : functions_) out.push_back(f.name);
+  return out;
+}
+
 std::string RewardFunctions::names() const {
   std::string out;
-  for (const auto& f : functions_) out += (out.empty() ? "" : ", ") + f.first;
+  for (const auto& f : functions_)
+    out += (out.empty() ? "" : ", ") + f.name + (f.weight == 1.0 ? "" : " x" + fixed(f.weight, 2));
   return out;
 }
 
@@ -155,19 +239,3 @@ std::vector<double> WeightedRewards::score(const std::vector<const PromptExample
 }
 
 }  // namespace nurture::rl
-
-namespace nurture {
-
-Registry<RewardFunction>& reward_function_registry() {
-  static Registry<RewardFunction> registry = [] {
-    Registry<RewardFunction> r("reward function");
-    r.add("exact_match", [](const RewardInput& in) {
-      if (in.reference.empty()) return 0.0;
-      return rl::normalize_answer(in.response) == rl::normalize_answer(in.reference) ? 1.0 : 0.0;
-    });
-    return r;
-  }();
-  return registry;
-}
-
-}  // namespace nurture

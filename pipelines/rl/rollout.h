@@ -52,6 +52,7 @@ struct Rollout {
   std::vector<const PromptExample*> examples;  // the prompt of each row
   int64_t new_tokens = 0;        // Σ response_mask
   double generation_s = 0;       // sampling the replies (KV cache)
+  torch::Tensor sample_logprobs;  // [B, N] log-prob of each token when it was drawn (logits / temperature)
 
   torch::Tensor logprobs;        // [B, N] log π_old(token), with logits / temperature
   torch::Tensor ref_logprobs;    // [B, N] log π_ref(token)
@@ -68,6 +69,15 @@ struct Rollout {
 // Samples one reply per row of `batch` from `policy` with a generator seeded by `seed`.
 Rollout sample_rollout(Transformer& policy, const PromptBatch& batch, const SamplingOptions& sampling,
                        const Tokenizer& tokenizer, uint64_t seed, const torch::Device& device);
+// The same, row i drawn from a generator of its own seeded by row_seeds[i]: its reply then depends
+// on that seed alone, not on the rows it was batched with.
+Rollout sample_rollout(Transformer& policy, const PromptBatch& batch, const SamplingOptions& sampling,
+                       const Tokenizer& tokenizer, const std::vector<uint64_t>& row_seeds,
+                       const torch::Device& device);
+
+// Rows `rows[k]` of `parts[k]`, in that order, as one rollout of the sampler's fields (tokens and
+// masks padded again: prompts on the left, replies on the right; sample_logprobs kept).
+Rollout concat_rollout_rows(const std::vector<const Rollout*>& parts, const std::vector<std::vector<int64_t>>& rows);
 
 double seconds_since(std::chrono::steady_clock::time_point start);
 

@@ -13,7 +13,7 @@ namespace nurture {
 struct Registries {
   Registry<StageEntry>& pipelines = pipeline_registry();                    // pipelines/stages/stages.h
   Registry<PresetFactory>& model_presets = model_preset_registry();         // modules/model/transformer.h
-  Registry<RewardFunction>& rewards = reward_function_registry();           // pipelines/rl/rewards.h
+  Registry<RewardFunctionEntry>& rewards = reward_function_registry();      // pipelines/rl/reward_functions.h
   Registry<ChatTemplateFactory>& chat_templates = chat_template_registry();  // modules/text/chat_template.h
   Registry<DatasetEntry>& datasets = dataset_format_registry();             // pipelines/data/dataset_format.h
   Registry<rl::AdvantageEstimator>& advantages = rl::advantage_estimator_registry();  // pipelines/rl/advantages.h

@@ -13,6 +13,7 @@
 #include "modules/model/model_dir.h"
 #include "modules/objectives/losses.h"
 #include "pipelines/data/data.h"
+#include "pipelines/rl/reward_functions.h"
 #include "pipelines/rl/rewards.h"
 #include "pipelines/runtime/log.h"
 #include "pipelines/stages/stages.h"
@@ -189,13 +190,11 @@ class EvalStage : public Stage {
     if (!prompts_.empty()) {
       const std::vector<Reply> replies = greedy_answers(model, tokenizer);
       std::vector<double> correct, stopped;
-      const auto& exact_match = reward_function_registry().get("exact_match");
       for (size_t i = 0; i < prompts_.size(); ++i) {
         answers->push_back(replies[i].text);
         stopped.push_back(replies[i].stopped ? 1.0 : 0.0);
         if (prompts_[i].reference.empty()) continue;
-        const std::string prompt = rl::reward_prompt(prompts_[i]);
-        correct.push_back(exact_match({prompt, replies[i].text, prompts_[i].reference}) > 0.5 ? 1.0 : 0.0);
+        correct.push_back(rl::exact_match_score(replies[i].text, prompts_[i].reference));
       }
       if (!correct.empty()) put_mean(row, "exact_match", correct);
       put_mean(row, "stopped_fraction", stopped);

@@ -70,10 +70,10 @@ std::shared_ptr<const Schema> ppo_schema() {
                                    "the chat template, and the value model starts from its backbone")
       .or_path()
       .producing(Kind::reward);
-  s->add_string_list("reward_functions", "registered rule-based rewards added to the score, e.g. "
-                                         "[exact_match] (1 when the reply equals the prompt's "
-                                         "reference); plugins register more. At least one of "
-                                         "reward_model and reward_functions is needed");
+  rl::add_reward_functions_field(*s, "registered rule-based rewards added to the score: names or "
+                                     "{name, weight, parameters}, e.g. [exact_match] (1 when the reply "
+                                     "equals the prompt's reference); plugins register more. At least "
+                                     "one of reward_model and reward_functions is needed");
   s->add_float("reward_model_weight", 1.0, "weight of the reward model's score in the score");
   s->add_float("reward_function_weight", 1.0, "weight of the reward functions' sum in the score");
   s->add_float("missing_eos_penalty", 0.0, "added to the score of a reply that ends without its "
@@ -233,8 +233,8 @@ class PpoStage : public Stage {
   // Which scores make the reward; checked before any model is loaded.
   void setup_rewards() {
     const Settings& s = ctx_->settings;
-    functions_ = std::make_unique<rl::RewardFunctions>(s.get_string_list("reward_functions"),
-                                                       s.where("reward_functions"));
+    const ConfigNode* list = s.node().find("reward_functions");
+    functions_ = std::make_unique<rl::RewardFunctions>(list ? *list : ConfigNode(), s.path() + ".reward_functions");
     if (!s.has("reward_model") && functions_->empty())
       throw std::runtime_error(s.node().where().str() + ": " + s.path() +
                                ": PPO needs a reward: set reward_model (a reward_model stage or model "

@@ -13,6 +13,7 @@ Registry<StageEntry>& pipeline_registry() {
     r.add("reward_model", reward_model_stage_entry());
     r.add("dpo", dpo_stage_entry());
     r.add("ppo", ppo_stage_entry());
+    r.add("grpo", grpo_stage_entry());
     r.add("eval", eval_stage_entry());
     return r;
   }();

@@ -16,6 +16,7 @@ StageEntry sft_stage_entry();           // sft.cpp
 StageEntry reward_model_stage_entry();  // reward_model.cpp
 StageEntry dpo_stage_entry();           // dpo.cpp
 StageEntry ppo_stage_entry();           // ppo.cpp
+StageEntry grpo_stage_entry();          // grpo.cpp
 StageEntry eval_stage_entry();          // eval.cpp
 
 }  // namespace nurture

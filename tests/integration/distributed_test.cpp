@@ -1,10 +1,12 @@
 // Data parallelism on c10d (Gloo, loopback), through `nurture launch` as users run it: 2 ranks x
-// batch B equal to 1 rank x 2B (float64) for pretrain and for SFT with uneven token counts, the quickstart end to end on 2 processes, and a worker that dies
+// batch B equal to 1 rank x 2B (float64) for pretrain, for SFT with uneven token counts and for
+// GRPO (its sampling included), the quickstart end to end on 2 processes, and a worker that dies
 // or hangs stopping the job within the timeout with the last checkpoint intact.
 #include <gmock/gmock.h>
 
 #include <nlohmann/json.hpp>
 #include <regex>
+#include <sstream>
 
 #include "modules/model/model_dir.h"
 #include "pipelines/data/data.h"
@@ -24,7 +26,7 @@ using json = nlohmann::json;
 // ---- equivalence ---------------------------------------------------------------------------------
 
 // A world small enough to train a few float64 steps of pretrain and SFT in seconds.
-std::string tiny_recipe() {
+std::string tiny_world_recipe() {
   return "seed: 3\n"
          "threads: 1\n"
          "precision: fp64\n"
@@ -55,6 +57,27 @@ std::string tiny_recipe() {
          "    eval_every: 0\n";
 }
 
+// The tiny world's recipe; with `grpo`, also two GRPO iterations on rewards a barely trained model scores unevenly, with the statistics that
+// span the ranks: the batch's reward std (scale_rewards: batch) and dapo's token count.
+std::string tiny_recipe(bool grpo = false) {
+  const std::string grpo_stage =
+      "  grpo:\n"
+      "    pipeline: grpo\n"
+      "    init_from: sft\n"
+      "    prompts: ${data}/prompts.jsonl\n"
+      "    reward_functions: [{name: format, pattern: \".*e.*\"}, {name: length, budget: 2, penalty: 0.1}]\n"
+      "    prompts_per_iteration: 2\n"
+      "    group_size: 3\n"
+      "    max_new_tokens: 6\n"
+      "    iterations: 2\n"
+      "    scale_rewards: batch\n"
+      "    loss_type: dapo\n"
+      "    lr: 1.0e-2\n"
+      "    eval_every: 0\n"
+      "    save_every: 0\n";
+  return tiny_world_recipe() + (grpo ? grpo_stage : "");
+}
+
 // max |a - b| / max |b| over the tensors of two model directories; fails on any other difference.
 double relative_difference(const fs::path& a_dir, const fs::path& b_dir, double* moved_from = nullptr,
                            const fs::path& start_dir = {}) {
@@ -78,11 +101,12 @@ double relative_difference(const fs::path& a_dir, const fs::path& b_dir, double*
 
 TEST(Distributed, TwoRanksOfBatchBMatchOneRankOfBatch2B) {
   const fs::path dir = scratch_dir("dist_equivalence");
-  write_file(dir / "r.yaml", tiny_recipe());
+  write_file(dir / "r.yaml", tiny_recipe(/*grpo=*/true));
   auto two = run_nurture("launch --nproc 2 -- run " + (dir / "r.yaml").string() + " --output " + (dir / "two").string());
   ASSERT_EQ(two.exit_code, 0) << two.out << two.err;
   auto one = run_nurture("run " + (dir / "r.yaml").string() + " --output " + (dir / "one").string() +
-                         " --set stages.pretrain.batch_size=4 --set stages.sft.batch_size=4");
+                         " --set stages.pretrain.batch_size=4 --set stages.sft.batch_size=4" +
+                         " --set stages.grpo.prompts_per_iteration=4");
   ASSERT_EQ(one.exit_code, 0) << one.out << one.err;
   EXPECT_THAT(two.out, HasSubstr("[rank 0] [run] 2 ranks (torchrun, 2 on this node), backend gloo"));
   EXPECT_THAT(two.out, ::testing::Not(HasSubstr("[rank 1] [pretrain]")));  // rank 0 alone reports
@@ -96,6 +120,24 @@ TEST(Distributed, TwoRanksOfBatchBMatchOneRankOfBatch2B) {
   EXPECT_LE(pretrain, 1e-10);
   EXPECT_LE(sft, 1e-10);
   EXPECT_GT(pretrain_moved, 1e-3);  // it trained: equal weights are not equal by standing still
+  // GRPO: each rank samples its own prompts' groups, every reply from a seed of its own, so the
+  // two ranks draw the replies one rank draws, and train to the same weights.
+  double grpo_moved = 0;
+  const double grpo = relative_difference(dir / "two" / "grpo" / "model", dir / "one" / "grpo" / "model",
+                                          &grpo_moved, dir / "one" / "sft" / "model");
+  std::cout << "[equivalence] grpo: max relative difference " << grpo << " (moved the weights by up to "
+            << grpo_moved << ")" << std::endl;
+  EXPECT_LE(grpo, 1e-10);
+  EXPECT_GT(grpo_moved, 1e-4);
+  const auto first_grpo_line = [&](const std::string& run) {
+    std::istringstream in(read_file(dir / run / "grpo" / "metrics.jsonl"));
+    std::string line;
+    std::getline(in, line);
+    return json::parse(line);
+  };
+  EXPECT_NEAR(first_grpo_line("two")["reward_mean"].get<double>(),
+              first_grpo_line("one")["reward_mean"].get<double>(), 1e-12);
+  EXPECT_GT(first_grpo_line("one")["reward_std"].get<double>(), 0.0);
 
   // The SFT micro-batches of the two ranks held different numbers of assistant tokens (bare and
   // full answers), so averaging per-rank means would not have matched.

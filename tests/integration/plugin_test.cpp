@@ -85,7 +85,7 @@ TEST(Plugin, ConsumersAskForAKindNotAPipeline) {
   r = run_nurture("run " + (dir / "bad.yaml").string());
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_THAT(r.err, HasSubstr("bad.yaml:14:22: stages.eval.models: stage 'tok' runs pipeline 'tokenizer', "
-                               "expected a stage that produces lm (pipelines: dpo, ppo, pretrain, random_lm, "
+                               "expected a stage that produces lm (pipelines: dpo, grpo, ppo, pretrain, random_lm, "
                                "sft); 'tokenizer' produces tokenizer"));
   EXPECT_THAT(r.err, HasSubstr("bad.yaml:15:19: stages.eval.reward_model: stage 'random' runs pipeline "
                                "'random_lm', expected a stage that produces reward (pipelines: reward_model); "
@@ -94,7 +94,7 @@ TEST(Plugin, ConsumersAskForAKindNotAPipeline) {
 
 TEST(Plugin, RegistersARewardFunction) {
   load_plugin(plugin_path().string(), "test");
-  const RewardFunction& reward = registries().rewards.get("shorter_is_better");
+  const RewardFunction reward = rl::reward_function("shorter_is_better", "test");
   const std::string prompt = "q", response = "four", reference = "";
   EXPECT_EQ(reward({prompt, response, reference}), -4.0);
   EXPECT_TRUE(registries().rewards.contains("exact_match"));  // built-ins stay

@@ -3,6 +3,8 @@
 // stop tokens end each row, and the returned log-probs match a full forward pass.
 #include "modules/generation/sampling.h"
 
+#include <gmock/gmock.h>
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -220,6 +222,33 @@ TEST_F(Sampling, SeedsReproduce) {
   EXPECT_TRUE(torch::equal(a.tokens, b.tokens));
   EXPECT_TRUE(torch::equal(a.logprobs, b.logprobs));
   EXPECT_FALSE(torch::equal(a.response, c.response));
+}
+
+// With a generator per row, a row's reply depends on its seed alone: the same prompt with the same
+// seed gives the same reply (tokens and log-probs, up to the rounding of other batch shapes)
+// alone, in a batch, or in another row of another batch.
+TEST_F(Sampling, RowGeneratorsMakeARowsReplyIndependentOfItsBatch) {
+  auto model = tiny_model(/*llama_style=*/true);
+  auto options = SamplingOptions().max_new_tokens(10).temperature(1.0);
+  auto gens = [](std::vector<uint64_t> seeds) {
+    std::vector<at::Generator> out;
+    for (uint64_t s : seeds) out.push_back(compat::make_generator(s, torch::kCPU));
+    return out;
+  };
+  const auto p = prompts();
+  auto batch = generate(model, p, options, gens({11, 12, 13}));
+  auto alone = generate(model, {p[1]}, options, gens({12}));
+  auto other = generate(model, {p[2], p[1]}, options, gens({13, 12}));
+  auto reply = [](const Generation& g, int64_t row) { return reply_ids(g).at(static_cast<size_t>(row)); };
+  EXPECT_EQ(reply(batch, 1), reply(alone, 0));
+  EXPECT_EQ(reply(batch, 1), reply(other, 1));
+  EXPECT_EQ(reply(batch, 2), reply(other, 0));
+  const int64_t n = alone.response_mask.sum().item<int64_t>();
+  EXPECT_LT(testing::max_abs(batch.logprobs[1].narrow(0, 0, n) - alone.logprobs[0].narrow(0, 0, n)), 1e-10);
+  // Another seed for the row draws another reply; a wrong number of generators is an error.
+  EXPECT_NE(reply(generate(model, {p[1]}, options, gens({99})), 0), reply(alone, 0));
+  EXPECT_THAT(testing::error_of<c10::Error>([&] { generate(model, p, options, gens({1, 2})); }),
+              ::testing::HasSubstr("2 row generators for 3 prompts"));
 }
 
 TEST_F(Sampling, TopK1EqualsGreedy) {

@@ -3,6 +3,8 @@
 // plain loops in double, and by finite differences for gradients.
 #include "modules/objectives/losses.h"
 
+#include <gmock/gmock.h>
+
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -326,6 +328,89 @@ TEST_F(Losses, GaeMatchesLoopReference) {
       EXPECT_NEAR(out.returns[b][t].item<double>(), ret[t], 1e-12) << b << "," << t;
     }
   }
+}
+
+// ---- GRPO and its variants ------------------------------------------------------------------------
+
+// Two replies, ε_low = 0.2, ε_high = 0.28 (clip range [0.8, 1.28]); per token (ρ, A) -> −min(ρA, clip(ρ)A):
+//   reply 0: (1.5, +1) -> −1.28 held high;  (0.7, −1) -> 0.8 held low;  (2.0, +3) masked
+//   reply 1: (1.1, +1) -> −1.1;  (0.5, +2) -> −1.0 (ρ low but A > 0: not held);
+//            (1.3, −1) -> 1.3 (ρ high but A < 0: not held)
+// Sums: reply 0 −0.48 over 2 tokens, reply 1 −0.8 over 3; 5 tokens in all.
+struct ClipCase {
+  torch::Tensor logprobs, old_logprobs, advantages, mask;
+};
+ClipCase clip_case() {
+  ClipCase c;
+  c.logprobs = torch::tensor({1.5, 0.7, 2.0, 1.1, 0.5, 1.3}, f64()).log().view({2, 3}).requires_grad_();
+  c.old_logprobs = torch::zeros({2, 3}, f64());
+  c.advantages = torch::tensor({1.0, -1.0, 3.0, 1.0, 2.0, -1.0}, f64()).view({2, 3});
+  c.mask = torch::tensor({1, 1, 0, 1, 1, 1}).view({2, 3});
+  return c;
+}
+
+GroupPolicyLoss clip_case_loss(const ClipCase& c, PolicyLossType type, double beta = 0.0,
+                               const torch::Tensor& ref = torch::Tensor(), double tokens_per_rank = 0) {
+  GroupPolicyLossOptions o;
+  o.epsilon_low = 0.2;
+  o.epsilon_high = 0.28;
+  o.type = type;
+  o.beta = beta;
+  o.max_new_tokens = 4;
+  o.tokens_per_rank = tokens_per_rank;
+  return group_policy_loss(c.logprobs, c.old_logprobs, c.advantages, c.mask, ref, o);
+}
+
+TEST_F(Losses, GroupPolicyLossOfEveryTypeByHand) {
+  const ClipCase c = clip_case();
+  EXPECT_NEAR(value(clip_case_loss(c, PolicyLossType::grpo).loss), (-0.48 / 2 + -0.8 / 3) / 2, 1e-12);
+  EXPECT_NEAR(value(clip_case_loss(c, PolicyLossType::bnpo).loss), -1.28 / 5, 1e-12);
+  // dapo divides by the minibatch's tokens of every rank per rank: here this rank alone (5), then
+  // as one of 2 ranks whose minibatches hold 5 + 15 tokens.
+  EXPECT_NEAR(value(clip_case_loss(c, PolicyLossType::dapo, 0, {}, 5.0).loss), -1.28 / 5, 1e-12);
+  EXPECT_NEAR(value(clip_case_loss(c, PolicyLossType::dapo, 0, {}, 10.0).loss), -1.28 / 10, 1e-12);
+  // dr_grpo: replies × max_new_tokens = 2 × 4.
+  EXPECT_NEAR(value(clip_case_loss(c, PolicyLossType::dr_grpo).loss), -1.28 / 8, 1e-12);
+  const GroupPolicyLoss l = clip_case_loss(c, PolicyLossType::bnpo);
+  EXPECT_NEAR(value(l.clip_low_fraction), 1.0 / 5, 1e-12);
+  EXPECT_NEAR(value(l.clip_high_fraction), 1.0 / 5, 1e-12);
+  EXPECT_FALSE(l.kl.defined());  // no reference, no KL
+  EXPECT_THAT(testing::error_of<c10::Error>([&] { clip_case_loss(c, PolicyLossType::dapo); }),
+              ::testing::HasSubstr("the dapo loss needs the minibatch's tokens per rank"));
+  EXPECT_THROW(parse_policy_loss_type("ppo"), std::invalid_argument);
+  EXPECT_EQ(parse_policy_loss_type("dr_grpo"), PolicyLossType::dr_grpo);
+}
+
+// β = 0.1 against a reference half as likely everywhere (r = π_ref/π = 1/2): k3 = (r − 1) − log r
+// = log 2 − 0.5 on every token, and d k3/d log π = 1 − r = 0.5. The bnpo gradient is −Aρ/5 where
+// the ratio is not held, 0 where it is, plus β·0.5/5 on every real token.
+TEST_F(Losses, GroupPolicyLossAddsTheK3KlAndItsGradient) {
+  const ClipCase c = clip_case();
+  const auto ref = (c.logprobs.detach() - kLog2);
+  GroupPolicyLoss l = clip_case_loss(c, PolicyLossType::bnpo, 0.1, ref);
+  const double k3 = kLog2 - 0.5;
+  EXPECT_NEAR(value(l.kl), k3, 1e-12);
+  EXPECT_NEAR(value(l.loss), -1.28 / 5 + 0.1 * k3, 1e-12);
+  l.loss.backward();
+  const auto g = c.logprobs.grad().view({-1});
+  const std::vector<double> expected = {0.01, 0.01, 0.0, -1.1 / 5 + 0.01, -1.0 / 5 + 0.01, 1.3 / 5 + 0.01};
+  for (int i = 0; i < 6; ++i) EXPECT_NEAR(g[i].item<double>(), expected[i], 1e-12) << i;
+  EXPECT_THAT(testing::error_of<c10::Error>([&] { clip_case_loss(c, PolicyLossType::bnpo, 0.1); }),
+              ::testing::HasSubstr("needs the reference's log-probs"));
+}
+
+// With π_old = π (a first pass over fresh samples) the ratio is 1 everywhere: nothing is held,
+// and the loss is −(token mean of A).
+TEST_F(Losses, GroupPolicyLossAtRatioOneIsMinusTheMeanAdvantage) {
+  const auto logp = torch::randn({3, 4}, f64());
+  const auto adv = torch::randn({3, 4}, f64());
+  const auto mask = torch::ones({3, 4}, f64());
+  GroupPolicyLossOptions o;
+  o.type = PolicyLossType::bnpo;
+  const GroupPolicyLoss l = group_policy_loss(logp, logp, adv, mask, torch::Tensor(), o);
+  EXPECT_NEAR(value(l.loss), -value(adv.mean()), 1e-12);
+  EXPECT_EQ(value(l.clip_low_fraction), 0.0);
+  EXPECT_EQ(value(l.clip_high_fraction), 0.0);
 }
 
 // ---- DPO -----------------------------------------------------------------------------------------

@@ -80,7 +80,7 @@ TEST_F(CliDataTest, DemoWritesEveryFileAndPrintsItsLineCount) {
                                           "pretrain_dialogues.jsonl",
                                           "sft.jsonl",     "sft_val.jsonl",      "prefs.jsonl",
                                           "prefs_val.jsonl", "prompts.jsonl",    "eval_prompts.jsonl",
-                                          "icl.jsonl"};
+                                          "sums_prompts.jsonl", "sums_eval_prompts.jsonl", "icl.jsonl"};
   ASSERT_EQ(printed.size(), files.size()) << r.out;
   for (const auto& file : files) {
     ASSERT_TRUE(printed.count(file)) << file << " not listed in\n" << r.out;

@@ -1,8 +1,12 @@
-// Tests for pipelines/rl/advantages.h: GAE through the registry against values worked out by hand,
-// whitening on one rank, and the registry's unknown-name error.
+// Tests for pipelines/rl/advantages.h: GAE and the critic-free estimators (grpo with each scaling,
+// rloo, reinforce_baseline) through the registry against values worked out by hand, whitening on
+// one rank, and the registry's unknown-name error.
 #include "pipelines/rl/advantages.h"
 
 #include <gmock/gmock.h>
+
+#include <cmath>
+#include <vector>
 
 #include "modules/objectives/losses.h"
 #include "pipelines/runner/registries.h"
@@ -58,6 +62,81 @@ TEST_F(AdvantagesTest, WhitenOverOneRankIsMaskedWhiten) {
   const auto w = rl::whiten_over_ranks(x, mask);
   EXPECT_NEAR(masked_mean(w, mask).item<double>(), 0.0, 1e-9);
   EXPECT_NEAR(masked_var(w, mask).item<double>(), 1.0, 1e-6);
+}
+
+// Two groups of G = 4, two response tokens each (the second reply of each group has one):
+// scores [1, 0, 0, 1 | 1, 1, 1, 1]. The first group's mean is 0.5, its unbiased std √(1/3); the
+// second's rewards are all equal, so its advantages are 0 whatever the estimator.
+rl::AdvantageInput two_groups(rl::RewardScaling scale = rl::RewardScaling::group) {
+  rl::AdvantageInput in;
+  in.scores = torch::tensor({1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0}, f64());
+  in.mask = torch::ones({8, 2}, f64());
+  in.mask[1][1] = 0;
+  in.mask[5][1] = 0;
+  in.group_size = 4;
+  in.scale = scale;
+  return in;
+}
+
+// Each reply's advantage on its real tokens, 0 on the rest.
+torch::Tensor per_token(const std::vector<double>& per_reply, const torch::Tensor& mask) {
+  return torch::tensor(per_reply, f64()).unsqueeze(1) * mask;
+}
+
+TEST_F(AdvantagesTest, GrpoDividesByTheGroupsTheBatchsOrNoStd) {
+  const auto& grpo = registries().advantages.get("grpo");
+  const rl::AdvantageInput in = two_groups();
+  const double a = 0.5 / (std::sqrt(1.0 / 3.0) + 1e-4);
+  EXPECT_LT(testing::max_abs(grpo(in).advantages - per_token({a, -a, -a, a, 0, 0, 0, 0}, in.mask)), 1e-12);
+  EXPECT_FALSE(grpo(in).returns.defined());
+  // batch: the std of all 8 scores (mean 0.75): √((6·0.0625 + 2·0.5625)/7) = √(1.5/7).
+  const double b = 0.5 / (std::sqrt(1.5 / 7.0) + 1e-4);
+  EXPECT_LT(testing::max_abs(grpo(two_groups(rl::RewardScaling::batch)).advantages -
+                             per_token({b, -b, -b, b, 0, 0, 0, 0}, in.mask)),
+            1e-12);
+  // none (Dr. GRPO): the centred scores themselves.
+  EXPECT_LT(testing::max_abs(grpo(two_groups(rl::RewardScaling::none)).advantages -
+                             per_token({0.5, -0.5, -0.5, 0.5, 0, 0, 0, 0}, in.mask)),
+            1e-12);
+  EXPECT_EQ(rl::parse_reward_scaling("batch"), rl::RewardScaling::batch);
+  EXPECT_THROW(rl::parse_reward_scaling("rank"), std::invalid_argument);
+}
+
+// rloo: r_i − mean of the other three: 1 − 1/3 = 2/3 for a 1, 0 − 2/3 for a 0.
+TEST_F(AdvantagesTest, RlooLeavesOneOut) {
+  const rl::AdvantageInput in = two_groups();
+  const double t = 2.0 / 3.0;
+  EXPECT_LT(testing::max_abs(registries().advantages.get("rloo")(in).advantages -
+                             per_token({t, -t, -t, t, 0, 0, 0, 0}, in.mask)),
+            1e-12);
+  rl::AdvantageInput one = in;
+  one.group_size = 1;
+  EXPECT_THAT(testing::error_of<c10::Error>([&] { rl::rloo_advantages(one); }),
+              ::testing::HasSubstr("needs group_size >= 2"));
+}
+
+// reinforce_baseline: r − group mean (±0.5, or 0) on every real token, then whitened over the 14
+// real tokens. The replies' lengths differ, so the tokens' mean is not 0 but (2 − 1 − 2 + 2)·0.5/14
+// = 1/28, and the equal-score group gets a small advantage too (as OpenRLHF's token whitening does).
+TEST_F(AdvantagesTest, ReinforceBaselineWhitensTheCentredScoresOverTokens) {
+  const rl::AdvantageInput in = two_groups();
+  const std::vector<double> centred = {0.5, -0.5, -0.5, 0.5, 0, 0, 0, 0};
+  const double mean = 1.0 / 28.0;
+  double square = 0;
+  for (int i = 0; i < 8; ++i) square += (i == 1 || i == 5 ? 1 : 2) * (centred[i] - mean) * (centred[i] - mean);
+  const double std = std::sqrt(square / 13 + 1e-8);
+  std::vector<double> expected;
+  for (double c : centred) expected.push_back((c - mean) / std);
+  const auto got = registries().advantages.get("reinforce_baseline")(in).advantages;
+  EXPECT_LT(testing::max_abs(got - per_token(expected, in.mask)), 1e-12);
+  EXPECT_NEAR(masked_mean(got, in.mask).item<double>(), 0.0, 1e-12);
+}
+
+TEST_F(AdvantagesTest, GroupsMustDivideTheRollout) {
+  rl::AdvantageInput in = two_groups();
+  in.group_size = 3;
+  EXPECT_THAT(testing::error_of<c10::Error>([&] { rl::grpo_advantages(in); }),
+              ::testing::HasSubstr("group_size 3 does not divide the rollout's 8 rows"));
 }
 
 TEST_F(AdvantagesTest, UnknownEstimatorNamesTheKnownOnes) {
