@@ -19,7 +19,8 @@ TEST(Stages, EveryBuiltInPipelineDeclaresWhatItProduces) {
       {"demo_data", {Kind::data}, false},     {"tokenizer", {Kind::tokenizer}, false},
       {"pretrain", {Kind::lm}, true},         {"sft", {Kind::lm}, true},
       {"reward_model", {Kind::reward}, true}, {"dpo", {Kind::lm}, true},
-      {"ppo", {Kind::lm}, true},              {"eval", {}, false}};
+      {"ppo", {Kind::lm}, true},              {"grpo", {Kind::lm}, true},
+      {"eval", {}, false}};
   for (const auto& e : expected) {
     ASSERT_TRUE(pipelines.contains(e.name)) << e.name;
     const StageEntry& entry = pipelines.get(e.name);
@@ -28,7 +29,7 @@ TEST(Stages, EveryBuiltInPipelineDeclaresWhatItProduces) {
     EXPECT_FALSE(entry.help.empty()) << e.name;
     EXPECT_NE(entry.schema(), nullptr) << e.name;
   }
-  EXPECT_EQ(pipelines.unknown("sfft"), "unknown pipeline 'sfft' (known: demo_data, dpo, eval, ppo, pretrain, "
+  EXPECT_EQ(pipelines.unknown("sfft"), "unknown pipeline 'sfft' (known: demo_data, dpo, eval, grpo, ppo, pretrain, "
                                        "reward_model, sft, tokenizer); did you mean 'sft'?");
 }
 
