@@ -6,9 +6,11 @@
 
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <sstream>
 #include <string>
 #include <vector>
 
+#include "pipelines/runner/registries.h"
 #include "pipelines/runner/runner.h"
 #include "tests/test_util.h"
 
@@ -62,5 +64,36 @@ struct StageRun {
   }
   std::filesystem::path dir;
 };
+
+// One stage run directly, the way the runner starts it, its exceptions passed on (for the tests of
+// a stage's own errors and metrics): writes the one-stage recipe recipe_dir/<pipeline>.yaml (seed
+// 5, output_dir `out`, the stage named after its pipeline with `settings`, YAML lines indented by
+// 4), loads it with `overrides`, runs the pipeline's registry entry and returns its metrics.
+inline nlohmann::json run_one_stage(const std::filesystem::path& recipe_dir, const std::filesystem::path& out,
+                                    const std::string& pipeline, const std::string& settings,
+                                    const std::vector<std::string>& overrides = {}) {
+  const std::filesystem::path recipe =
+      write_file(recipe_dir / (pipeline + ".yaml"), "seed: 5\noutput_dir: " + out.string() + "\nstages:\n  " +
+                                                        pipeline + ":\n    pipeline: " + pipeline + "\n" + settings);
+  RunOptions options;
+  options.overrides = overrides;
+  Recipe r = load_recipe(recipe, options);
+  const StagePlan& stage = r.stages.at(0);
+  StageContext ctx{stage.name, stage.pipeline, r.run.output_dir / stage.name,
+                   Settings(stage.settings, "stages." + stage.name), r.run, {}};
+  std::filesystem::create_directories(ctx.dir);
+  return registries().pipelines.get(stage.pipeline).create()->run(ctx);
+}
+
+// The records of stage_dir/metrics.jsonl whose split is `split` ("train", "eval"), in order.
+inline std::vector<nlohmann::json> metric_records(const std::filesystem::path& stage_dir, const std::string& split) {
+  std::vector<nlohmann::json> out;
+  std::istringstream in(read_file(stage_dir / "metrics.jsonl"));
+  for (std::string line; std::getline(in, line);) {
+    nlohmann::json j = nlohmann::json::parse(line);
+    if (j.value("split", "") == split) out.push_back(j);
+  }
+  return out;
+}
 
 }  // namespace nurture::testing

@@ -101,6 +101,31 @@ inline std::filesystem::path preference_model_dir(const std::filesystem::path& d
   return save_random_lm(dir / name, preset("llama_micro").block_size(96), tokenizer, /*seed=*/0);
 }
 
+// The on-policy stages' world (ppo, grpo): every sentence "subject verb object." over six of each,
+// the last object `last_object` (what a suite's reward looks for), a BPE tokenizer (vocab 320)
+// trained on them in `dir`, and a random llama_micro policy (seed 7) saved as dir/policy.
+struct OnPolicyWorld {
+  std::vector<std::string> subjects, verbs, objects;
+  std::filesystem::path policy;
+};
+inline OnPolicyWorld on_policy_world(const std::filesystem::path& dir, const std::string& last_object) {
+  OnPolicyWorld w;
+  w.subjects = {"the cat", "a dog", "my friend", "the river", "some people", "every tree"};
+  w.verbs = {"sees", "likes", "remembers", "follows", "answers", "greets"};
+  w.objects = {"the sea", "a green field", "seven trees", "the evening", "her sister", last_object};
+  std::string corpus;
+  for (const auto& s : w.subjects)
+    for (const auto& v : w.verbs)
+      for (const auto& o : w.objects) corpus += s + " " + v + " " + o + ".\n";
+  TinyTokenizer t;
+  t.vocab_size = 320;
+  t.num_threads = 1;
+  t.file = "tokenizer.model";
+  const Tokenizer tokenizer = train_tiny_tokenizer(dir, corpus, t);
+  w.policy = save_random_lm(dir / "policy", preset("llama_micro"), tokenizer, /*seed=*/7);
+  return w;
+}
+
 // Records as JSONL text, one per line.
 inline std::string jsonl(const std::vector<nlohmann::json>& records) {
   std::string out;

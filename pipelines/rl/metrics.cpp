@@ -82,6 +82,14 @@ double max_over_ranks(const CrossRankSums& sums, const std::string& name) {
 
 }  // namespace
 
+void GroupIteration::add(const GroupPolicyLoss& update) {
+  accumulate(policy_loss, update.loss);
+  accumulate(clip_low_fraction, update.clip_low_fraction);
+  accumulate(clip_high_fraction, update.clip_high_fraction);
+  accumulate(kl, update.kl);
+  ++updates;
+}
+
 IterationMetrics group_iteration_metrics(const Rollout& r, const GroupIteration& g, const std::string& where) {
   torch::NoGradGuard no_grad;
   const auto f64 = torch::kFloat64;

@@ -8,6 +8,7 @@
 #include <utility>
 #include <vector>
 
+#include "modules/objectives/losses.h"
 #include "pipelines/rl/policy_update.h"
 #include "pipelines/rl/rollout.h"
 
@@ -33,6 +34,8 @@ struct GroupIteration {
   // Sums over the iteration's updates, and their count.
   torch::Tensor policy_loss, clip_low_fraction, clip_high_fraction, kl;
   int64_t updates = 0;
+
+  void add(const GroupPolicyLoss& update);  // one optimizer step's loss into the sums
 };
 
 // reward_mean/std (of the scores), reward_<function> means, zero_std_fraction, sampling_rounds,

@@ -61,16 +61,17 @@ PolicyLoss clipped_policy_loss(Transformer& policy, const Rollout& r, const Roll
 
 // ---- statistics -------------------------------------------------------------------------------------
 
+void accumulate(torch::Tensor& sum, const torch::Tensor& x) {
+  if (!x.defined()) return;
+  sum = sum.defined() ? sum + x.detach() : x.detach().clone();
+}
+
 void UpdateStats::add(const PolicyLoss& p, const ValueLoss& v) {
-  auto acc = [](torch::Tensor& sum, const torch::Tensor& x) {
-    if (!x.defined()) return;
-    sum = sum.defined() ? sum + x.detach() : x.detach().clone();
-  };
-  acc(policy_loss, p.loss);
-  acc(clip_fraction, p.clip_fraction);
-  acc(approx_kl, p.approx_kl);
-  acc(value_loss, v.loss);
-  acc(value_clip_fraction, v.clip_fraction);
+  accumulate(policy_loss, p.loss);
+  accumulate(clip_fraction, p.clip_fraction);
+  accumulate(approx_kl, p.approx_kl);
+  accumulate(value_loss, v.loss);
+  accumulate(value_clip_fraction, v.clip_fraction);
   ++updates;
 }
 

@@ -53,6 +53,10 @@ void for_each_minibatch(int64_t rows, int64_t minibatch, int64_t epochs, uint64_
 PolicyLoss clipped_policy_loss(Transformer& policy, const Rollout& r, const RolloutRows& mb, double temperature,
                                double clip_eps);
 
+// Adds `x`, detached, to the running sum `sum` (undefined until the first x; an undefined x adds
+// nothing): a metric summed over an iteration's updates on the device, read back once.
+void accumulate(torch::Tensor& sum, const torch::Tensor& x);
+
 // Sums of per-minibatch metrics over an iteration's updates, read back once.
 struct UpdateStats {
   torch::Tensor policy_loss, value_loss, clip_fraction, value_clip_fraction, approx_kl;

@@ -11,6 +11,7 @@
 #include "modules/text/chat_template.h"
 #include "modules/text/tokenizer.h"
 #include "pipelines/data/data.h"
+#include "pipelines/recipe/schema.h"
 #include "pipelines/train/checkpoint.h"
 
 namespace nurture::rl {
@@ -23,10 +24,28 @@ struct PromptSet {
   ReadStats stats;
 };
 
-// Reads `file` and renders every prompt; a std::runtime_error naming the file when none fits in
-// max_prompt_tokens.
+// Reads `file` and renders every prompt, its last user turn written through `prompt_format` (see
+// format_prompt); a std::runtime_error naming the file when none fits in max_prompt_tokens.
 PromptSet load_prompt_set(const std::filesystem::path& file, bool skip_bad_lines, const Tokenizer& tokenizer,
-                          const ChatTemplate& chat_template, int64_t max_prompt_tokens);
+                          const ChatTemplate& chat_template, int64_t max_prompt_tokens,
+                          const std::string& prompt_format = "{prompt}");
+
+// The last user turn of `prompt` with its text put where `format` says "{prompt}", e.g. "{prompt}
+// Let's think step by step." (a recipe's instruction to every prompt; "{prompt}" leaves it as it is).
+void format_prompt(std::vector<Message>& prompt, const std::string& format);
+
+// The data settings every on-policy stage has: prompts (required), eval_prompts, prompt_format,
+// skip_bad_lines and chat_template. `answers` says what a line's reference feeds.
+void add_prompt_fields(Schema& s, const std::string& answers);
+
+// The prompt sets those settings name, every prompt leaving max_new_tokens of room in the model's
+// block_size, each described in the log of `stage`.
+struct StagePrompts {
+  PromptSet train;
+  std::optional<PromptSet> eval;  // when eval_prompts is set
+};
+StagePrompts load_stage_prompts(const Settings& s, const std::string& stage, const Tokenizer& tokenizer,
+                                const ChatTemplate& chat_template, int64_t block_size, int64_t max_new_tokens);
 
 // "prompts: 120 from FILE (0 bad lines skipped, 3 too long for max_new_tokens)"
 std::string describe_prompt_set(const std::string& what, const std::string& file, const PromptSet& set);

@@ -129,15 +129,7 @@ std::shared_ptr<const Schema> grpo_schema() {
   add_init_from_field(*s, "init_from", "the policy to improve: an sft stage (usually) or a model directory; "
                                        "with beta > 0 a frozen copy of it is the reference");
   add_reward_fields(*s);
-  s->add_string("prompts", "", "JSONL of {prompt, answer?}: prompt is a string (one user turn) or a list of "
-                               "{role, content} messages; answer (or reference) feeds math_answer, "
-                               "exact_match")
-      .must_be_required();
-  s->add_string("eval_prompts", "", "held-out prompts in the same format, answered greedily every eval_every "
-                                    "iterations: each reward function's mean, exact-match accuracy, mean score");
-  s->add_bool("skip_bad_lines", false, "skip and count malformed data lines instead of stopping");
-  s->add_string("chat_template", "auto", "how prompts become tokens: auto (the model's own template, "
-                                         "recognised) or a registered one; its stop tokens end each reply");
+  rl::add_prompt_fields(*s, "feeds math_answer and exact_match");
   add_sampling_fields(*s);
   add_update_fields(*s);
   s->add_int("eval_every", 10, "evaluate on eval_prompts every N iterations (0 = only at the end)").at_least(0);
@@ -295,19 +287,11 @@ class GrpoStage : public Stage {
   void setup_data() {
     const StageContext& ctx = *ctx_;
     const Settings& s = ctx.settings;
-    const int64_t block = policy_->options.block_size();
-    const int64_t max_prompt = block - options_.sampling.max_new_tokens;
-    if (max_prompt < 1)
-      throw std::runtime_error(s.where("max_new_tokens") + ": " + std::to_string(options_.sampling.max_new_tokens) +
-                               " leaves no room for a prompt in the model's block_size " + std::to_string(block));
-    const bool skip = s.get_bool("skip_bad_lines");
-    prompts_ = rl::load_prompt_set(s.get_string("prompts"), skip, *tokenizer_, *chat_template_, max_prompt);
-    log_line(ctx.name, rl::describe_prompt_set("prompts", s.get_string("prompts"), prompts_));
+    rl::StagePrompts sets = rl::load_stage_prompts(s, ctx.name, *tokenizer_, *chat_template_,
+                                                   policy_->options.block_size(), options_.sampling.max_new_tokens);
+    prompts_ = std::move(sets.train);
+    eval_prompts_ = std::move(sets.eval);
     order_.emplace(static_cast<uint64_t>(ctx.run.seed), static_cast<int64_t>(prompts_.examples.size()));
-    if (!s.get_string("eval_prompts").empty()) {
-      eval_prompts_ = rl::load_prompt_set(s.get_string("eval_prompts"), skip, *tokenizer_, *chat_template_, max_prompt);
-      log_line(ctx.name, rl::describe_prompt_set("eval prompts", s.get_string("eval_prompts"), *eval_prompts_));
-    }
     log_line(ctx.name, std::to_string(options_.loop.iterations) + " iterations of " + std::to_string(options_.prompts) +
                            " prompts x " + std::to_string(options_.group_size) + " replies; advantage " +
                            options_.advantage + ", loss " + s.get_string("loss_type") + ", clip [1 - " +
@@ -503,18 +487,11 @@ class GrpoStage : public Stage {
   void update(const rl::Rollout& r, int64_t iteration, rl::GroupIteration& report) {
     const int64_t rows = r.tokens.size(0);
     const int64_t minibatch = options_.minibatch_size > 0 ? options_.minibatch_size : rows;
-    auto acc = [](torch::Tensor& sum, const torch::Tensor& x) {
-      if (x.defined()) sum = sum.defined() ? sum + x.detach() : x.detach().clone();
-    };
     rl::for_each_minibatch(rows, minibatch, options_.num_iterations, ctx_->run.seed, iteration, ctx_->run.device,
                            [&](const torch::Tensor& idx) {
                              GroupPolicyLoss loss = minibatch_loss(r, idx);
                              trainer_->step(loss.loss, loop_->nonfinite(), updates_, loop_->last_checkpoint());
-                             acc(report.policy_loss, loss.loss);
-                             acc(report.clip_low_fraction, loss.clip_low_fraction);
-                             acc(report.clip_high_fraction, loss.clip_high_fraction);
-                             acc(report.kl, loss.kl);
-                             ++report.updates;
+                             report.add(loss);
                              ++updates_;
                            });
   }

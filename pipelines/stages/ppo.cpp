@@ -80,16 +80,7 @@ std::shared_ptr<const Schema> ppo_schema() {
                                            "stop token (<|im_end|>), e.g. -1.0 (TRL's "
                                            "missing_eos_penalty; 0 = off)");
   // Data.
-  s->add_string("prompts", "", "JSONL of {prompt, reference?}: prompt is a string (one user turn) "
-                               "or a list of {role, content} messages; reference feeds reward "
-                               "functions such as exact_match")
-      .must_be_required();
-  s->add_string("eval_prompts", "", "held-out prompts in the same format, answered greedily every "
-                                    "eval_every iterations: exact-match accuracy (when they have "
-                                    "references) and mean score (empty = no evaluation)");
-  s->add_bool("skip_bad_lines", false, "skip and count malformed data lines instead of stopping");
-  s->add_string("chat_template", "auto", "how prompts become tokens: auto (the model's own template, "
-                                         "recognised) or a registered one; its stop tokens end each reply");
+  rl::add_prompt_fields(*s, "feeds reward functions such as exact_match");
   // Rollouts.
   s->add_int("iterations", 100, "rollout + update rounds").at_least(1);
   s->add_int("rollout_batch_size", 64, "prompts sampled per iteration on each rank (a seeded order, "
@@ -301,22 +292,11 @@ class PpoStage : public Stage {
 
   void setup_data() {
     const StageContext& ctx = *ctx_;
-    const Settings& s = ctx.settings;
-    const int64_t block = policy_->options.block_size();
-    const int64_t max_prompt = block - options_.sampling.max_new_tokens;
-    if (max_prompt < 1)
-      throw std::runtime_error(s.where("max_new_tokens") + ": " + std::to_string(options_.sampling.max_new_tokens) +
-                               " leaves no room for a prompt in the model's block_size " + std::to_string(block));
-    const bool skip = s.get_bool("skip_bad_lines");
-    const std::string prompts_file = s.get_string("prompts");
-    prompts_ = rl::load_prompt_set(prompts_file, skip, *tokenizer_, *chat_template_, max_prompt);
-    log_line(ctx.name, rl::describe_prompt_set("prompts", prompts_file, prompts_));
+    rl::StagePrompts sets = rl::load_stage_prompts(ctx.settings, ctx.name, *tokenizer_, *chat_template_,
+                                                   policy_->options.block_size(), options_.sampling.max_new_tokens);
+    prompts_ = std::move(sets.train);
+    eval_prompts_ = std::move(sets.eval);
     order_.emplace(static_cast<uint64_t>(ctx.run.seed), static_cast<int64_t>(prompts_.examples.size()));
-    const std::string eval_file = s.get_string("eval_prompts");
-    if (!eval_file.empty()) {
-      eval_prompts_ = rl::load_prompt_set(eval_file, skip, *tokenizer_, *chat_template_, max_prompt);
-      log_line(ctx.name, rl::describe_prompt_set("eval prompts", eval_file, *eval_prompts_));
-    }
     const int64_t minibatches = (options_.rollout_batch_size + options_.minibatch_size - 1) / options_.minibatch_size;
     log_line(ctx.name, std::to_string(options_.loop.iterations) + " iterations of " +
                            std::to_string(options_.rollout_batch_size) + " prompts, " +

@@ -44,6 +44,29 @@ TEST(Prompts, PromptsThatLeaveNoRoomForTheReplyAreLeftOutAndCounted) {
                             "the prompts");
 }
 
+TEST(Prompts, APromptFormatRewritesTheLastUserTurnOnly) {
+  std::vector<Message> chat = {{"system", "Be brief."}, {"user", "What is 2 + 2?"}, {"assistant", "4."},
+                               {"user", "What is 3 + 4?"}};
+  rl::format_prompt(chat, "{prompt} Let's think step by step.");
+  EXPECT_EQ(chat[1].content, "What is 2 + 2?");
+  EXPECT_EQ(chat[3].content, "What is 3 + 4? Let's think step by step.");
+  EXPECT_EQ(chat[0].content, "Be brief.");
+  std::vector<Message> one = {{"user", "hi"}};
+  rl::format_prompt(one, "Q: {prompt}\nA:");
+  EXPECT_EQ(one[0].content, "Q: hi\nA:");
+  rl::format_prompt(one, "{prompt}");
+  EXPECT_EQ(one[0].content, "Q: hi\nA:");
+
+  // Rendered prompt sets carry the formatted turn: what is sampled from is what the recipe asked.
+  const fs::path dir = scratch_dir("PromptsFormatted");
+  const Tokenizer tokenizer = train_tiny_tokenizer(dir, "what is two and three? think first.\n");
+  const ChatMLTemplate chatml;
+  const fs::path file = write_file(dir / "prompts.jsonl", jsonl({{{"prompt", "what is two and three?"}}}));
+  const rl::PromptSet set = rl::load_prompt_set(file, false, tokenizer, chatml, 100, "{prompt} think first.");
+  EXPECT_EQ(set.ids[0], chatml.render(tokenizer, {{"user", "what is two and three? think first."}}, true).ids);
+  EXPECT_EQ(set.examples[0].prompt.back().content, "what is two and three? think first.");
+}
+
 TEST(Prompts, SeveralSamplesPerPromptAreNeighbours) {
   rl::PromptSet set;
   set.examples = {{{{"user", "a"}}, "A"}, {{{"user", "b"}}, "B"}, {{{"user", "c"}}, ""}};

@@ -16,6 +16,7 @@
 #include "pipelines/runner/runner.h"
 #include "pipelines/train/model_setup.h"
 #include "pipelines/train/trainer.h"
+#include "tests/recipe_files.h"
 #include "tests/test_util.h"
 #include "tests/tiny_world.h"
 
@@ -45,28 +46,14 @@ class PpoTest : public Seeded {
 
     world_ = new fs::path(scratch_dir("ppo_world"));
     const fs::path& w = *world_;
-    std::ostringstream corpus;
-    const char* subjects[] = {"the cat", "a dog", "my friend", "the river", "some people", "every tree"};
-    const char* verbs[] = {"sees", "likes", "remembers", "follows", "answers", "greets"};
-    const char* objects[] = {"the sea",     "a green field", "seven trees",
-                             "the evening", "her sister",    "1 + 2 = 3"};
-    for (const char* s : subjects)
-      for (const char* v : verbs)
-        for (const char* o : objects) corpus << s << " " << v << " " << o << ".\n";
-    TinyTokenizer t;
-    t.vocab_size = 320;
-    t.num_threads = 1;
-    t.file = "tokenizer.model";
-    const Tokenizer tokenizer = train_tiny_tokenizer(w, corpus.str(), t);
-    save_random_lm(w / "policy", preset("llama_micro"), tokenizer, /*seed=*/7);
-
+    const OnPolicyWorld world = on_policy_world(w, "1 + 2 = 3");
     std::ostringstream prompts, eval;
     for (int i = 0; i < 40; ++i)
-      prompts << json{{"prompt", "Tell me about " + std::string(objects[i % 6]) + " " + std::to_string(i)},
+      prompts << json{{"prompt", "Tell me about " + world.objects[i % 6] + " " + std::to_string(i)},
                       {"reference", "e"}}.dump()
               << "\n";
     for (int i = 0; i < 6; ++i)
-      eval << json{{"prompt", std::string("What ") + verbs[i] + " " + subjects[i] + "?"},
+      eval << json{{"prompt", "What " + world.verbs[i] + " " + world.subjects[i] + "?"},
                    {"reference", i % 2 ? "e" : ""}}.dump()
            << "\n";
     write_file(w / "prompts.jsonl", prompts.str());
@@ -96,29 +83,12 @@ class PpoTest : public Seeded {
   }
 
   // Runs the stage `ppo` of a one-stage recipe into `out` and returns its metrics.
-  json run_ppo(const fs::path& out, const std::string& settings,
-               const std::vector<std::string>& overrides = {}) {
-    const fs::path recipe = write_file(dir_ / "ppo.yaml", "seed: 5\noutput_dir: " + out.string() +
-                                                              "\nstages:\n  ppo:\n    pipeline: ppo\n" +
-                                                              settings);
-    RunOptions options;
-    options.overrides = overrides;
-    Recipe r = load_recipe(recipe, options);
-    const StagePlan& stage = r.stages.at(0);
-    StageContext ctx{stage.name, stage.pipeline, r.run.output_dir / stage.name,
-                     Settings(stage.settings, "stages." + stage.name), r.run, {}};
-    fs::create_directories(ctx.dir);
-    return registries().pipelines.get(stage.pipeline).create()->run(ctx);
+  json run_ppo(const fs::path& out, const std::string& settings, const std::vector<std::string>& overrides = {}) {
+    return run_one_stage(dir_, out, "ppo", settings, overrides);
   }
 
   static std::vector<json> records(const fs::path& stage_dir, const std::string& split) {
-    std::vector<json> out;
-    std::istringstream in(read_file(stage_dir / "metrics.jsonl"));
-    for (std::string line; std::getline(in, line);) {
-      json j = json::parse(line);
-      if (j.value("split", "") == split) out.push_back(j);
-    }
-    return out;
+    return metric_records(stage_dir, split);
   }
 
   static fs::path* world_;
