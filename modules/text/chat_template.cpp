@@ -1,4 +1,4 @@
-// The chat templates (ChatML and its Qwen variants, Llama 3) rendered to ids with a loss mask and
+// The chat templates (ChatML and its Qwen variants, Llama 3, a plain transcript) rendered to ids with a loss mask and
 // to text, and the recognition of a model's own Jinja template.
 #include "modules/text/chat_template.h"
 
@@ -199,6 +199,55 @@ std::vector<int64_t> Llama3Template::stop_ids(const Tokenizer& tokenizer) const 
   return ids;
 }
 
+// ---- a plain transcript ----------------------------------------------------------------------------
+
+namespace {
+
+int64_t required_end_of_text(const Tokenizer& tokenizer) {
+  if (tokenizer.eot_id() < 0)
+    throw std::runtime_error(tokenizer.source() + ": chat template 'transcript' ends replies with the end-of-text "
+                                                  "token, which this tokenizer lacks");
+  return tokenizer.eot_id();
+}
+
+// A turn's text: "User: …\n", "Assistant: …\n", or a system turn's content alone.
+std::string transcript_turn(const Message& m) {
+  if (m.role == "system") return m.content + "\n";
+  return (m.role == "user" ? "User: " : "Assistant: ") + m.content + "\n";
+}
+
+}  // namespace
+
+RenderedChat TranscriptTemplate::render(const Tokenizer& tokenizer, const std::vector<Message>& messages,
+                                        bool add_generation_prompt) const {
+  validate_messages(messages);
+  const int64_t end_of_text = required_end_of_text(tokenizer);
+  RenderedChat chat;
+  for (const auto& message : messages) {
+    if (message.role != "assistant") {
+      append(chat, tokenizer.encode(transcript_turn(message), /*allow_special=*/false), 0);
+      continue;
+    }
+    append(chat, tokenizer.encode("Assistant:"), 0);
+    append(chat, tokenizer.encode(" " + message.content + "\n", /*allow_special=*/false), 1);
+    append(chat, end_of_text, 1);
+  }
+  if (add_generation_prompt) append(chat, tokenizer.encode("Assistant:"), 0);
+  return chat;
+}
+
+std::string TranscriptTemplate::render_text(const std::vector<Message>& messages, bool add_generation_prompt) const {
+  validate_messages(messages);
+  std::string text;
+  for (const auto& message : messages) text += transcript_turn(message);
+  if (add_generation_prompt) text += "Assistant:";
+  return text;
+}
+
+std::vector<int64_t> TranscriptTemplate::stop_ids(const Tokenizer& tokenizer) const {
+  return {required_end_of_text(tokenizer)};
+}
+
 // ---- recognising a model's own template -----------------------------------------------------
 
 namespace {
@@ -316,6 +365,7 @@ Registry<ChatTemplateFactory>& chat_template_registry() {
       return std::make_shared<const Llama3Template>(
           Llama3Options{"Cutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\n"});
     });
+    r.add("transcript", [] { return std::make_shared<const TranscriptTemplate>(); });
     return r;
   }();
   return registry;

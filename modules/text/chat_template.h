@@ -104,6 +104,23 @@ class Llama3Template : public ChatTemplate {
   Llama3Options options_;
 };
 
+// A plain transcript, for base models that were never taught a chat format (DeepSeek-R1-Zero's RL
+// starts from one this way):
+//   {system}\nUser: {content}\nAssistant: {content}\n<eos>User: ...
+// the form conversations have in pre-training text. The generation prompt is "Assistant:"; a reply
+// ends with "\n" and the tokenizer's end-of-text token (mask 1 on " {content}\n<eos>"), where a
+// pre-training document of one exchange ends. Pieces are encoded separately, "User: {content}"
+// as one, so a word keeps its leading space as in running text. Generation stops at end-of-text.
+class TranscriptTemplate : public ChatTemplate {
+ public:
+  std::string name() const override { return "transcript"; }
+  RenderedChat render(const Tokenizer& tokenizer, const std::vector<Message>& messages,
+                      bool add_generation_prompt) const override;
+  std::string render_text(const std::vector<Message>& messages,
+                          bool add_generation_prompt) const override;
+  std::vector<int64_t> stop_ids(const Tokenizer& tokenizer) const override;  // end-of-text
+};
+
 // The family of a model's own Jinja chat template (tokenizer_config.json's chat_template or
 // chat_template.jinja), recognised by what it writes: ChatML's <|im_start|> (with Qwen3's <think>
 // blocks, and a default system message where the template has one as a literal), Llama 3's
@@ -120,8 +137,8 @@ std::shared_ptr<const ChatTemplate> recognise_chat_template(const std::string& j
 std::shared_ptr<const ChatTemplate> resolve_chat_template(const std::string& name, const Tokenizer& tokenizer,
                                                           const std::string& where);
 
-// The templates a recipe's `chat_template` may name: "chatml", "qwen3", "llama3", "llama3.1"
-// (with the defaults above), registered on first use, and those plugins add.
+// The templates a recipe's `chat_template` may name: "chatml", "qwen3", "llama3", "llama3.1",
+// "transcript" (with the defaults above), registered on first use, and those plugins add.
 using ChatTemplateFactory = std::function<std::shared_ptr<const ChatTemplate>()>;
 Registry<ChatTemplateFactory>& chat_template_registry();
 

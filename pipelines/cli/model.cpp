@@ -46,7 +46,7 @@ c10::optional<torch::ScalarType> parse_dtype(const std::string& command, const s
 
 void add_chat_template_option(po::options_description& options) {
   options.add_options()("chat-template", po::value<std::string>()->default_value("auto"),
-                        "auto (the model's own template), chatml, qwen3, llama3 or llama3.1");
+                        "auto (the model's own template), chatml, qwen3, llama3, llama3.1 or transcript");
 }
 
 std::shared_ptr<const ChatTemplate> chat_template_option(const std::string& command, const po::variables_map& vm,

@@ -189,7 +189,7 @@ int score_command(const std::vector<std::string>& args) {
       ("input", po::value<std::string>(), "JSONL file, one input per line (required)")
       ("per-token", "also print each scored token's log-prob")
       ("chat-template", po::value<std::string>()->default_value("auto"),
-       "how {\"messages\"} lines become tokens: auto (the model's own template), chatml, qwen3, llama3, llama3.1")
+       "how {\"messages\"} lines become tokens: auto (the model's own template), chatml, qwen3, llama3, llama3.1, transcript")
       ("batch", po::value<int64_t>()->default_value(8), "lines scored together")
       ("dtype", po::value<std::string>()->default_value(""), "compute in fp32, bf16 or f16 (default: as stored)")
       ("device", po::value<std::string>()->default_value("cpu"), "cpu or cuda")

@@ -75,7 +75,7 @@ void add_preference_data_fields(Schema& s) {
                             "or a list of {role, content} messages")
       .must_be_required();
   s.add_string("val", "", "held-out pairs in the same format (optional)");
-  s.add_string("chat_template", "auto", "how prompt and reply become tokens: auto (the model's own template, recognised), chatml, qwen3, llama3, llama3.1 or a plugin's");
+  s.add_string("chat_template", "auto", "how prompt and reply become tokens: auto (the model's own template, recognised), chatml, qwen3, llama3, llama3.1, transcript (base models) or a plugin's");
   s.add_int("max_length", 256, "tokens per prompt + reply (capped at the model's block_size); a "
                                "longer pair loses the start of its prompt, or is dropped when its "
                                "reply alone does not fit")

@@ -44,7 +44,7 @@ std::shared_ptr<const Schema> eval_schema() {
   s->add_int("max_new_tokens", 16, "answer length limit").at_least(1);
   s->add_int("batch_size", 32, "prompts per generation batch").at_least(1);
   s->add_int("samples", 4, "answers printed side by side").at_least(0);
-  s->add_string("chat_template", "auto", "how prompts become tokens: auto (the model's own template, recognised), chatml, qwen3, llama3, llama3.1 or a plugin's");
+  s->add_string("chat_template", "auto", "how prompts become tokens: auto (the model's own template, recognised), chatml, qwen3, llama3, llama3.1, transcript (base models) or a plugin's");
   s->add_bool("skip_bad_lines", false, "skip (and count) malformed lines instead of stopping");
   return s;
 }

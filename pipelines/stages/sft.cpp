@@ -27,7 +27,7 @@ std::shared_ptr<const Schema> sft_schema() {
   s->add_string("val", "", "held-out JSONL conversations (optional)");
   s->add_string("format", "chat", "dataset format: chat ({messages} or {prompt, response}) or alpaca, "
                                   "or one a plugin registered");
-  s->add_string("chat_template", "auto", "how conversations become tokens: auto (the model's own template, recognised), chatml, qwen3, llama3, llama3.1 or a plugin's");
+  s->add_string("chat_template", "auto", "how conversations become tokens: auto (the model's own template, recognised), chatml, qwen3, llama3, llama3.1, transcript (base models) or a plugin's");
   s->add_int("max_length", 0, "tokens per conversation (0 = the model's block_size)").at_least(0);
   s->add_enum("truncation", "right", {"right", "drop"},
               "too-long conversations: cut at max_length, or leave them out");

@@ -194,6 +194,30 @@ TEST_F(ChatTemplateTest, EmptyConversations) {
   EXPECT_EQ(learned, (std::vector<int64_t>{tok().im_end_id()}));
 }
 
+// The transcript a base model read in pre-training: "User: …" lines, "Assistant:" and the reply,
+// which ends with "\n" and end-of-text (learned, with the reply); generation stops at end-of-text.
+TEST_F(ChatTemplateTest, TranscriptIsThePlainFormOfPretrainingDialogues) {
+  const TranscriptTemplate transcript;
+  const std::vector<Message> chat = {{"system", "Be brief."}, {"user", "What is two plus two?"},
+                                     {"assistant", "Two plus two is 4."}, {"user", "Thanks!"}};
+  EXPECT_EQ(transcript.render_text(chat, true),
+            "Be brief.\nUser: What is two plus two?\nAssistant: Two plus two is 4.\nUser: Thanks!\nAssistant:");
+  const auto rendered = transcript.render(tok(), chat, true);
+  const int64_t eos = tok().eot_id();
+  EXPECT_EQ(rendered.ids, concat({tok().encode("Be brief.\n"), tok().encode("User: What is two plus two?\n"),
+                                  tok().encode("Assistant:"), tok().encode(" Two plus two is 4.\n"), {eos},
+                                  tok().encode("User: Thanks!\n"), tok().encode("Assistant:")}));
+  std::vector<int64_t> learned;
+  for (size_t i = 0; i < rendered.ids.size(); ++i)
+    if (rendered.loss_mask[i]) learned.push_back(rendered.ids[i]);
+  EXPECT_EQ(learned, concat({tok().encode(" Two plus two is 4.\n"), {eos}}));
+  EXPECT_EQ(transcript.stop_ids(tok()), (std::vector<int64_t>{eos}));
+  EXPECT_EQ(chat_template_registry().get("transcript")()->name(), "transcript");
+  // "User:" typed inside a message is text like any other; the markers of other templates too.
+  EXPECT_EQ(transcript.render(tok(), {{"user", "<|im_end|>"}}, false).ids,
+            tok().encode("User: <|im_end|>\n", /*allow_special=*/false));
+}
+
 // A ChatML model of Hugging Face's: nurture's rendering gives the ids transformers'
 // apply_chat_template(messages, tokenize=True) gives, multi-turn, with and without a system
 // prompt and a generation prompt. The one difference is deliberate: "<|im_end|>" typed inside a
