@@ -130,5 +130,18 @@ TEST_F(RecipeTest, BaseRecipesDeepMerge) {
   EXPECT_THAT(errors[0], HasSubstr("base: recipes inherit from each other in a cycle"));
 }
 
+// The recipes the repository ships (README's and the tests' own) validate as they are: a setting
+// renamed or removed in a pipeline shows up here, not in a user's first run.
+TEST(Config, EveryShippedRecipeValidates) {
+  std::vector<std::string> checked;
+  for (const auto& entry : fs::directory_iterator(source_dir() / "recipes")) {
+    if (entry.path().extension() != ".yaml") continue;
+    EXPECT_THAT(errors_of(entry.path()), ::testing::IsEmpty()) << entry.path();
+    checked.push_back(entry.path().filename().string());
+  }
+  EXPECT_THAT(checked, ::testing::IsSupersetOf({"quickstart.yaml", "quickstart_small.yaml", "brown.yaml",
+                                                "from_hf.yaml", "grpo_sums.yaml"}));
+}
+
 }  // namespace
 }  // namespace nurture
