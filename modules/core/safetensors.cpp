@@ -15,6 +15,7 @@
 #include <stdexcept>
 
 #include "modules/core/files.h"
+#include "modules/core/json_file.h"
 
 namespace nurture {
 
@@ -120,9 +121,13 @@ SafetensorsFile::SafetensorsFile(const fs::path& path) : path_(path) {
                                (header > size_ - 8 ? "the file's " + std::to_string(size_ - 8) + " bytes after it"
                                                    : "the limit of " + std::to_string(kMaxSafetensorsHeaderBytes)));
     data_start_ = 8 + header;
+    const std::string_view header_text(reinterpret_cast<const char*>(map_ + 8), header);
+    if (const int64_t at = json_too_deep_at(header_text, kMaxSafetensorsHeaderDepth); at >= 0)
+      throw std::runtime_error(file + ": the header nests deeper than " + std::to_string(kMaxSafetensorsHeaderDepth) +
+                               " levels (at byte " + std::to_string(at) + ")");
     json j;
     try {
-      j = json::parse(map_ + 8, map_ + 8 + header);
+      j = json::parse(header_text.begin(), header_text.end());
     } catch (const json::exception& e) {
       throw std::runtime_error(file + ": the header is not valid JSON (" + e.what() + ")");
     }

@@ -23,6 +23,8 @@ namespace nurture {
 
 // The largest header accepted (the format's reference implementation uses the same limit).
 constexpr uint64_t kMaxSafetensorsHeaderBytes = 100ull << 20;
+// A header is an object of objects: {"name": {"dtype", "shape": [..], "data_offsets": [..]}}.
+constexpr int kMaxSafetensorsHeaderDepth = 8;
 
 // "F32" -> torch::kFloat32 (also F16, BF16, F64, I64, I32, I16, I8, U8, BOOL); anything else is
 // std::invalid_argument naming it. And back.

@@ -12,6 +12,7 @@
 #include <system_error>
 
 #include "modules/core/files.h"
+#include "modules/core/json_file.h"
 #include "modules/core/safetensors.h"
 
 namespace nurture {
@@ -28,23 +29,6 @@ std::string comma_list(const std::vector<std::string>& names) {
   std::string out;
   for (const auto& name : names) out += (out.empty() ? "" : ", ") + name;
   return out;
-}
-
-json read_json_file(const fs::path& file, uint64_t max_bytes = 16ull << 20) {
-  std::error_code error;
-  const auto size = fs::file_size(file, error);
-  if (error) throw std::runtime_error(file.string() + ": missing or unreadable");
-  if (size > max_bytes) {
-    throw std::runtime_error(file.string() + ": " + std::to_string(size) + " bytes, more than the " +
-                             std::to_string(max_bytes) + " accepted for this file");
-  }
-  std::ifstream in(file);
-  if (!in) throw std::runtime_error(file.string() + ": missing or unreadable");
-  try {
-    return json::parse(in);
-  } catch (const json::exception& e) {
-    throw std::runtime_error(file.string() + ": not valid JSON: " + e.what());
-  }
 }
 
 // Typed reads of config.json keys, with messages naming the file and the key.

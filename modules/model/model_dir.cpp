@@ -11,6 +11,7 @@
 #include <c10/core/DefaultDtype.h>
 
 #include "modules/core/files.h"
+#include "modules/core/json_file.h"
 #include "modules/model/hf_format.h"
 
 namespace nurture {
@@ -76,18 +77,12 @@ ModelConfig read_config(const fs::path& dir) {
     return {hf.kind, hf.options};
   }
   const fs::path file = dir / "config.json";
-  std::ifstream in(file);
-  if (!in) {
+  if (!std::ifstream(file)) {
     throw std::runtime_error(file.string() +
                              ": missing or unreadable (a model directory holds config.json, model.pt "
                              "and tokenizer.model, as written by save_model)");
   }
-  nlohmann::json json;
-  try {
-    json = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    throw std::runtime_error(file.string() + ": not valid JSON: " + e.what());
-  }
+  const nlohmann::json json = read_json_file(file, {/*max_bytes=*/1 << 20});
   const std::string where = file.string() + ": ";
   if (!json.is_object()) throw std::runtime_error(where + "expected a JSON object");
   if (!json.contains("format") || json["format"] != kModelFormat) {

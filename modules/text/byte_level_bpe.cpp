@@ -20,6 +20,7 @@
 #include <unordered_set>
 #include <utility>
 
+#include "modules/core/json_file.h"
 #include "modules/text/regex.h"
 #include "modules/text/unicode_nfc_data.h"
 
@@ -397,30 +398,6 @@ class Reader {
   std::string source_;
 };
 
-// Refuses nesting deeper than kMaxTokenizerJsonDepth before the parser sees it.
-void check_depth(const std::string& text, const Reader& reader) {
-  int depth = 0;
-  bool in_string = false;
-  for (size_t i = 0; i < text.size(); ++i) {
-    const char c = text[i];
-    if (in_string) {
-      if (c == '\\')
-        ++i;
-      else if (c == '"')
-        in_string = false;
-    } else if (c == '"') {
-      in_string = true;
-    } else if (c == '{' || c == '[') {
-      if (++depth > kMaxTokenizerJsonDepth) {
-        reader.fail(
-            "byte " + std::to_string(i),
-            "JSON nested deeper than " + std::to_string(kMaxTokenizerJsonDepth) + " levels");
-      }
-    } else if (c == '}' || c == ']') {
-      --depth;
-    }
-  }
-}
 
 // ---------------------------------------------------------------------------------------------
 // The model (ByteLevelBpe::Model is this, under the name the header gives it)
@@ -935,17 +912,7 @@ ByteLevelBpe::ByteLevelBpe(std::shared_ptr<const Model> model) : model_(std::mov
 
 ByteLevelBpe ByteLevelBpe::from_json(const std::string& json_text, const std::string& source) {
   const Reader reader(source);
-  if (json_text.size() > kMaxTokenizerJsonBytes) {
-    reader.fail("(file)", std::to_string(json_text.size()) + " bytes, over the limit of " +
-                              std::to_string(kMaxTokenizerJsonBytes));
-  }
-  check_depth(json_text, reader);
-  json root;
-  try {
-    root = json::parse(json_text);
-  } catch (const json::parse_error& e) {
-    reader.fail("(file)", std::string("not valid JSON (truncated?): ") + e.what());
-  }
+  const json root = parse_json(json_text, source, {kMaxTokenizerJsonBytes, kMaxTokenizerJsonDepth});
   auto model = std::make_shared<Model>();
   model->source = source;
   model->word_char = std::make_shared<Regex>(kWordCharPattern, RegexOptions{}, "");

@@ -22,6 +22,7 @@
 #include <optional>
 
 #include "modules/core/files.h"
+#include "modules/core/json_file.h"
 #include "modules/text/byte_level_bpe.h"
 #include "third_party/sentencepiece_shim/spm_shim.h"
 
@@ -372,13 +373,7 @@ std::string special_token_name(const nlohmann::json& config, const std::string& 
 // tokenizer_config.json as a JSON object ({} when `text` is empty).
 nlohmann::json parse_tokenizer_config(const std::string& text, const std::string& source) {
   if (text.empty()) return nlohmann::json::object();
-  if (text.size() > (size_t{16} << 20)) throw std::runtime_error(source + ": larger than the 16 MiB accepted");
-  nlohmann::json config;
-  try {
-    config = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::exception& e) {
-    throw std::runtime_error(source + ": not valid JSON: " + e.what());
-  }
+  const nlohmann::json config = parse_json(text, source);
   if (!config.is_object()) throw std::runtime_error(source + ": expected a JSON object");
   return config;
 }

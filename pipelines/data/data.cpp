@@ -12,6 +12,7 @@
 #include <random>
 #include <sstream>
 
+#include "modules/core/json_file.h"
 #include "pipelines/data/dataset_format.h"
 #include "pipelines/runtime/log.h"
 
@@ -76,10 +77,9 @@ static std::vector<std::string> describe_sources(const PrepareOptions& o) {
 
 static ShardIndex read_index(const fs::path& dir) {
   const fs::path file = dir / "index.json";
-  std::ifstream in(file);
-  if (!in) throw std::runtime_error(file.string() + ": cannot read (prepare the data first)");
+  if (!std::ifstream(file)) throw std::runtime_error(file.string() + ": cannot read (prepare the data first)");
   try {
-    json j = json::parse(in);
+    const json j = read_json_file(file, {/*max_bytes=*/1 << 20});
     if (j.value("format", "") != kShardFormat) throw std::runtime_error("format is not " + std::string(kShardFormat));
     ShardIndex index;
     index.dtype = j.at("dtype").get<std::string>();

@@ -3,6 +3,7 @@
 
 #include <fstream>
 
+#include "modules/core/json_file.h"
 #include "pipelines/runtime/log.h"
 
 namespace nurture {
@@ -44,6 +45,9 @@ ReadStats for_each_jsonl(const fs::path& file, bool skip_bad_lines,
       if (too_long)
         throw std::invalid_argument("line longer than " + std::to_string(kMaxJsonlLineBytes >> 20) +
                                     " MiB (one record per line; is this a JSONL file?)");
+      if (const int64_t at = json_too_deep_at(line, kMaxJsonlDepth); at >= 0)
+        throw std::invalid_argument("nested deeper than " + std::to_string(kMaxJsonlDepth) + " levels (at byte " +
+                                    std::to_string(at) + ")");
       const json record = json::parse(line);
       if (!record.is_object()) throw std::invalid_argument("expected a JSON object, got " + std::string(record.type_name()));
       fn(record, where);

@@ -27,6 +27,8 @@ struct ReadStats {
 
 // The longest line a reader takes (a longer one is a bad line, read past without storing it).
 inline constexpr size_t kMaxJsonlLineBytes = size_t{64} << 20;
+// The deepest nesting a record may have (records nest two or three levels).
+inline constexpr int kMaxJsonlDepth = 32;
 
 // Calls fn(record, where) for every non-empty line of a JSONL file; `where` is "file:line". A
 // line that is not a JSON object, or for which fn throws std::invalid_argument, is an error

@@ -118,13 +118,33 @@ static void apply_source(ConfigNode& node, const SourceLocation& where);
 // Deeper than any recipe needs; also where an alias that refers to itself (`a: &x {b: *x}`) is
 // caught instead of recursing until the stack runs out.
 constexpr int kMaxRecipeDepth = 64;
+// Values in one file, an alias counted each time it is used: a recipe has hundreds; aliases that
+// nest ten copies of ten copies of ... (the "billion laughs") would expand past any memory.
+constexpr int64_t kMaxRecipeValues = 100000;
+// The largest recipe file read (recipes are a few kilobytes).
+constexpr std::uintmax_t kMaxRecipeBytes = 4u << 20;
 
-static ConfigNode convert(const YAML::Node& y, const std::string& source, std::vector<std::string>& errors,
-                          int depth = 0) {
-  SourceLocation where = location_of(y.Mark(), source);
+namespace {
+
+struct Conversion {
+  std::string source;
+  std::vector<std::string> errors;
+  int64_t values = 0;
+  bool over_budget = false;  // stop at the first value past kMaxRecipeValues
+};
+
+ConfigNode convert(const YAML::Node& y, Conversion& c, int depth = 0) {
+  SourceLocation where = location_of(y.Mark(), c.source);
+  if (c.over_budget) return ConfigNode{};
+  if (++c.values > kMaxRecipeValues) {
+    c.over_budget = true;
+    c.errors.push_back(where.str() + ": the recipe expands to more than " + std::to_string(kMaxRecipeValues) +
+                       " values, counting an alias each time it is used (aliases of aliases that multiply?)");
+    return ConfigNode{};
+  }
   if (depth > kMaxRecipeDepth) {
-    errors.push_back(where.str() + ": the recipe nests deeper than " + std::to_string(kMaxRecipeDepth) +
-                     " levels (an alias that contains itself?)");
+    c.errors.push_back(where.str() + ": the recipe nests deeper than " + std::to_string(kMaxRecipeDepth) +
+                       " levels (an alias that contains itself?)");
     return ConfigNode{};
   }
   switch (y.Type()) {
@@ -139,30 +159,32 @@ static ConfigNode convert(const YAML::Node& y, const std::string& source, std::v
       return ConfigNode::scalar(y.Scalar(), where, y.Tag() == "!");
     case YAML::NodeType::Sequence: {
       ConfigNode n = ConfigNode::sequence(where);
-      for (const auto& item : y) n.items().push_back(convert(item, source, errors, depth + 1));
+      for (const auto& item : y) n.items().push_back(convert(item, c, depth + 1));
       return n;
     }
     case YAML::NodeType::Map: {
       ConfigNode n = ConfigNode::map(where);
       for (const auto& kv : y) {
-        SourceLocation key_where = location_of(kv.first.Mark(), source);
+        SourceLocation key_where = location_of(kv.first.Mark(), c.source);
         if (!kv.first.IsScalar()) {
-          errors.push_back(key_where.str() + ": keys must be plain names, got " +
-                           (kv.first.IsMap() ? "a mapping" : "a list"));
+          c.errors.push_back(key_where.str() + ": keys must be plain names, got " +
+                             (kv.first.IsMap() ? "a mapping" : "a list"));
           continue;
         }
         const std::string key = kv.first.Scalar();
         if (n.find(key)) {
-          errors.push_back(key_where.str() + ": " + key + ": duplicate key (it is already set above)");
+          c.errors.push_back(key_where.str() + ": " + key + ": duplicate key (it is already set above)");
           continue;
         }
-        n.entries().push_back({key, key_where, convert(kv.second, source, errors, depth + 1)});
+        n.entries().push_back({key, key_where, convert(kv.second, c, depth + 1)});
       }
       return n;
     }
   }
   return ConfigNode{};
 }
+
+}  // namespace
 
 ConfigNode parse_yaml(const std::string& text, const std::string& source) {
   YAML::Node root;
@@ -171,9 +193,10 @@ ConfigNode parse_yaml(const std::string& text, const std::string& source) {
   } catch (const YAML::Exception& e) {
     throw ConfigError({location_of(e.mark, source).str() + ": invalid YAML: " + e.msg});
   }
-  std::vector<std::string> errors;
-  ConfigNode node = convert(root, source, errors);
-  if (!errors.empty()) throw ConfigError(errors);
+  Conversion c;
+  c.source = source;
+  ConfigNode node = convert(root, c);
+  if (!c.errors.empty()) throw ConfigError(c.errors);
   return node;
 }
 
@@ -181,6 +204,11 @@ ConfigNode load_yaml_file(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in || fs::is_directory(path))
     throw ConfigError({path.string() + ": cannot read this recipe file (does it exist?)"});
+  std::error_code ec;
+  const std::uintmax_t bytes = fs::file_size(path, ec);
+  if (!ec && bytes > kMaxRecipeBytes)
+    throw ConfigError({path.string() + ": " + std::to_string(bytes) + " bytes is not a recipe (at most " +
+                       std::to_string(kMaxRecipeBytes >> 20) + " MiB)"});
   std::stringstream buffer;
   buffer << in.rdbuf();
   return parse_yaml(buffer.str(), path.string());

@@ -15,6 +15,7 @@
 
 #include "modules/core/compat.h"
 #include "modules/core/files.h"
+#include "modules/core/json_file.h"
 #include "pipelines/runner/plugin.h"
 #include "pipelines/runner/registries.h"
 #include "pipelines/runtime/distributed.h"
@@ -325,11 +326,10 @@ Recipe load_recipe(const fs::path& file, const RunOptions& options) {
 }
 
 static json read_json_or_null(const fs::path& path) {
-  std::ifstream in(path);
-  if (!in) return nullptr;
+  if (!std::ifstream(path)) return nullptr;
   try {
-    return json::parse(in);
-  } catch (const json::exception&) {
+    return read_json_file(path, {/*max_bytes=*/1 << 20});
+  } catch (const std::runtime_error&) {
     return nullptr;
   }
 }

@@ -9,6 +9,7 @@
 #include <iomanip>
 #include <sstream>
 
+#include "modules/core/json_file.h"
 #include "modules/model/model_dir.h"
 #include "pipelines/runtime/log.h"
 #include "pipelines/train/manifest.h"
@@ -170,9 +171,8 @@ static void load_from(const fs::path& dir, const NamedModules& modules, const Na
       generator.set_state(rng);
     });
   }
-  std::ifstream in(dir / "state.json");
   json j;
-  checked(dir / "state.json", [&] { j = json::parse(in); });
+  checked(dir / "state.json", [&] { j = read_json_file(dir / "state.json", {/*max_bytes=*/1 << 20}); });
   state = TrainingState::from_json(j, (dir / "state.json").string());
 }
 

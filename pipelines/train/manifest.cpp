@@ -12,10 +12,15 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 
+#include "modules/core/json_file.h"
+
 namespace nurture {
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
+
+// A manifest lists a checkpoint's few files: kilobytes.
+constexpr uint64_t kMaxManifestBytes = 1 << 20;
 
 // ---- hashing -----------------------------------------------------------------------------------------
 
@@ -46,12 +51,7 @@ std::string sha256_file(const fs::path& file) {
 // ---- the manifest as JSON ----------------------------------------------------------------------------
 
 Manifest parse_manifest(const std::string& text, const std::string& source) {
-  json j;
-  try {
-    j = json::parse(text);
-  } catch (const json::exception& e) {
-    throw std::runtime_error(source + ": not JSON (" + std::string(e.what()) + ")");
-  }
+  const json j = parse_json(text, source, {kMaxManifestBytes});
   auto fail = [&](const std::string& key, const std::string& what) -> std::runtime_error {
     return std::runtime_error(source + ": " + key + ": " + what);
   };
@@ -128,6 +128,11 @@ std::optional<Manifest> verify_checkpoint_dir(const fs::path& dir, std::string* 
   std::ifstream in(file, std::ios::binary);
   if (!in) {
     *problem = "no " + std::string(kManifestFileName) + " (the checkpoint was not finished)";
+    return std::nullopt;
+  }
+  std::error_code error;
+  if (const auto bytes = fs::file_size(file, error); !error && bytes > kMaxManifestBytes) {
+    *problem = file.string() + ": " + std::to_string(bytes) + " bytes, more than a manifest has";
     return std::nullopt;
   }
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());

@@ -11,7 +11,7 @@ generator=()
 command -v ninja >/dev/null && generator=(-G Ninja)
 [ -f "$build/CMakeCache.txt" ] || cmake -S tests/fuzz -B "$build" "${generator[@]}" -DCMAKE_CXX_COMPILER=clang++ >/dev/null
 cmake --build "$build"
-for target in recipe jsonl manifest; do
+for target in recipe jsonl manifest tokenizer_json; do
   work="$build/corpus-$target"
   rm -rf "$work" && mkdir -p "$work"
   cp tests/fuzz/corpus/$target/* "$work/"

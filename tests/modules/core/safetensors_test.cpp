@@ -82,6 +82,8 @@ TEST(Safetensors, EveryLieInTheHeaderIsNamed) {
   const std::string file = (dir / "bad.safetensors").string();
   const std::string data = floats({1, 2});
   EXPECT_THAT(error("{\"a\":", data), HasSubstr(file + ": the header is not valid JSON ([json.exception.parse_error"));
+  EXPECT_EQ(error("{\"a\":" + std::string(10, '[') + std::string(10, ']') + "}", data),
+            file + ": the header nests deeper than 8 levels (at byte 12)");
   EXPECT_EQ(error(R"({"a":{"dtype":"F8","shape":[2],"data_offsets":[0,8]}})", data),
             file + ": tensor \"a\": unsupported dtype \"F8\" (supported: F64, F32, F16, BF16, I64, I32, I16, I8, U8, BOOL)");
   EXPECT_EQ(error(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,12]}})", data),

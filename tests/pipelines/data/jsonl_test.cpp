@@ -30,6 +30,8 @@ TEST(Jsonl, EveryKindOfBadLineNamesFileAndLine) {
       {R"({"prompt": "q", "chosen": ["a"], "rejected": "b"})", "\"chosen\": expected a string, got array"},
       {R"({"prompt": "q", "chosen": "a"})", "missing key \"rejected\""},
       {R"({"prompt": "q", "chosen": "a", "rejected": "b")", "not valid JSON ("},
+      {R"({"prompt": "q", "chosen": "a", "rejected": "b", "x": )" + std::string(40, '[') + std::string(40, ']') + "}",
+       "nested deeper than 32 levels (at byte 84)"},
   };
   for (const auto& c : cases) {
     const fs::path file = write_file(dir / "prefs.jsonl", good + "\n\n" + c.line + "\n" + good + "\n");

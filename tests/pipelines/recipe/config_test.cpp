@@ -80,6 +80,32 @@ TEST_F(RecipeTest, InvalidYamlAndDuplicateKeys) {
   EXPECT_THAT(errors[0], HasSubstr(": the recipe nests deeper than 64 levels (an alias that contains itself?)"));
 }
 
+// Aliases of aliases that multiply ("billion laughs": ten copies of ten copies of ... nine levels
+// deep, 10^9 values) are refused at the 100000th value, instead of growing until the kernel kills
+// the process; so is a file far larger than any recipe.
+TEST_F(RecipeTest, RecipesThatExpandWithoutBoundAreRefused) {
+  std::string text = "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n";
+  for (int i = 1; i < 9; ++i) {
+    text += "a" + std::to_string(i) + ": &a" + std::to_string(i) + " [";
+    for (int k = 0; k < 10; ++k) text += (k ? ", *a" : "*a") + std::to_string(i - 1);
+    text += "]\n";
+  }
+  auto errors = errors_of(recipe(text + "stages: {}\n"));
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_THAT(errors[0], ::testing::MatchesRegex(".*r\\.yaml:[0-9]+:[0-9]+: the recipe expands to more than 100000 "
+                                                 "values, counting an alias each time it is used .*"));
+  // A thousand uses of one small anchor are an ordinary recipe.
+  std::string many = "x: &x {a: 1, b: 2}\nlist: [";
+  for (int k = 0; k < 1000; ++k) many += (k ? ", *x" : "*x");
+  EXPECT_NO_THROW(parse_yaml(many + "]\n", "many.yaml"));
+
+  const fs::path big = write_file(dir_ / "big.yaml", "# " + std::string(5u << 20, 'x') + "\n");
+  errors = errors_of(big);
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_EQ(errors[0], big.string() + ": " + std::to_string(fs::file_size(big)) +
+                           " bytes is not a recipe (at most 4 MiB)");
+}
+
 TEST_F(RecipeTest, OverridesAreTypedAndNamedInErrors) {
   RunOptions o;
   o.overrides = {"stages.tok.vocab_size=512", "seed=3", "stages.tok.inputs=[a.txt, b.txt]"};

@@ -36,7 +36,7 @@ TEST(Manifest, RoundTripsAndNamesEveryMalformedKey) {
 
   const std::string hash = "\"" + std::string(64, 'b') + "\"";
   const std::vector<std::pair<std::string, std::string>> cases = {
-      {"{", "m.json: not JSON"},
+      {"{", "m.json: not valid JSON"},
       {"[]", "m.json: manifest: expected an object, got array"},
       {R"({"step": 1, "files": {}})", "m.json: format: expected 1"},
       {R"({"format": 1, "step": -3, "files": {}})", "m.json: step: expected a whole number >= 0"},
