@@ -131,10 +131,16 @@ static std::vector<T> non_empty(std::vector<T> items, const fs::path& file) {
 
 std::vector<PreferenceExample> load_preferences(const fs::path& file, bool skip_bad_lines, ReadStats* stats) {
   std::vector<PreferenceExample> out;
-  ReadStats s = for_each_jsonl(file, skip_bad_lines, [&](const json& r, const std::string&) {
+  int64_t identical = 0;  // pairs whose two replies are the same: they teach nothing
+  std::string first_identical;
+  ReadStats s = for_each_jsonl(file, skip_bad_lines, [&](const json& r, const std::string& where) {
     if (!r.contains("prompt")) throw std::invalid_argument("missing key \"prompt\"");
     out.push_back({prompt_messages(r["prompt"]), string_field(r, "chosen"), string_field(r, "rejected")});
+    if (out.back().chosen == out.back().rejected && identical++ == 0) first_identical = where;
   });
+  if (identical > 0)
+    warn_line("data", first_identical + ": chosen and rejected are the same reply, which teaches nothing (" +
+                          std::to_string(identical) + " such pair" + (identical > 1 ? "s" : "") + " in the file)");
   if (stats) *stats = s;
   return non_empty(std::move(out), file);
 }

@@ -50,6 +50,24 @@ TEST(Jsonl, EveryKindOfBadLineNamesFileAndLine) {
   }
 }
 
+// A pair whose chosen and rejected are the same reply teaches nothing: one warning names the first
+// and counts them all; the pairs are still read (a file of them is the user's to fix).
+TEST(Jsonl, IdenticalPreferencePairsAreCountedInOneWarning) {
+  const fs::path dir = scratch_dir("jsonl_identical");
+  const std::string same = R"({"prompt": "q", "chosen": "a", "rejected": "a"})";
+  const std::string good = R"({"prompt": "q", "chosen": "a", "rejected": "b"})";
+  const fs::path file = write_file(dir / "prefs.jsonl", good + "\n" + same + "\n" + good + "\n" + same + "\n");
+  ::testing::internal::CaptureStderr();
+  EXPECT_EQ(load_preferences(file, false).size(), 4u);
+  const std::string err = ::testing::internal::GetCapturedStderr();
+  EXPECT_THAT(err, HasSubstr(file.string() + ":2: chosen and rejected are the same reply, which teaches nothing "
+                                             "(2 such pairs in the file)"));
+  EXPECT_EQ(err.find("teaches nothing"), err.rfind("teaches nothing"));  // once
+  ::testing::internal::CaptureStderr();
+  load_preferences(write_file(dir / "ok.jsonl", good + "\n"), false);
+  EXPECT_EQ(::testing::internal::GetCapturedStderr().find("teaches nothing"), std::string::npos);
+}
+
 TEST(Jsonl, InvalidUtf8IsEscapedByteByByte) {
   EXPECT_EQ(escape_invalid_utf8("caf\xe9!"), "caf\\xE9!");
   EXPECT_EQ(escape_invalid_utf8("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"), "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80");
