@@ -1,5 +1,5 @@
-// The chat templates (ChatML and its Qwen variants, Llama 3, a plain transcript) rendered to ids with a loss mask and
-// to text, and the recognition of a model's own Jinja template.
+// The chat templates (ChatML and its Qwen variants, Llama 3, a plain transcript) rendered to ids
+// with a loss mask and to text, and the recognition of a model's own Jinja template.
 #include "modules/text/chat_template.h"
 
 #include <stdexcept>
